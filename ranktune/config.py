@@ -3,7 +3,9 @@ command-line overrides (`python -m sft --config configs/sft.yaml --learning_rate
 
 from __future__ import annotations
 
+import re
 import sys
+import warnings
 from pathlib import Path
 
 from ranktune.errors import InputError
@@ -26,14 +28,36 @@ def parse_config(dataclass_types, args: list[str] | None = None):
             raise InputError("config file not found", cfg)
         _check_yaml(cfg)
     parser = TrlParser(dataclass_types)
+    _cpu_defaults(parser)
     try:
-        return parser.parse_args_and_config(args=args)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*", category=FutureWarning)
+            return parser.parse_args_and_config(args=args)
     except ValueError as err:
-        raise InputError(str(err).splitlines()[0]) from None
+        message = str(err).splitlines()[0]
+        unknown = re.findall(r"'--([^']+)'", message) if message.startswith("Unknown arguments") else []
+        if unknown:
+            where = args[args.index("--config") + 1] if "--config" in args else None
+            raise InputError(f"unknown setting(s): {', '.join(unknown)} (see --help for the valid ones)",
+                             where) from None
+        raise InputError(message) from None
     except SystemExit as err:
         if err.code in (0, None):  # --help
             raise
         raise InputError("bad command-line arguments (see the message above, or --help)") from None
+
+
+def _cpu_defaults(parser) -> None:
+    """TRL defaults to bf16 and gradient checkpointing, which fail or only slow down on a CPU.
+
+    Without an accelerator both default to off; a config file or the command line still wins.
+    """
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    known = {action.dest for action in parser._actions}
+    parser.set_defaults(**{k: False for k in ("bf16", "gradient_checkpointing") if k in known})
 
 
 def _check_yaml(path: Path) -> None:
@@ -49,3 +73,17 @@ def _check_yaml(path: Path) -> None:
         raise InputError("not valid UTF-8 text", path) from None
     if data is not None and not isinstance(data, dict):
         raise InputError("expected a mapping of setting: value", path)
+
+
+def lora_config(model_args):
+    """TRL's `get_peft_config`, with one target module given on the command line kept a list.
+
+    TRL hands a lone `--lora_target_modules c_attn` to peft as a string, which peft reads as a
+    regular expression over full module paths, so it matches nothing.
+    """
+    from trl import get_peft_config
+
+    targets = model_args.lora_target_modules
+    if isinstance(targets, str) and targets != "all-linear":
+        model_args.lora_target_modules = [targets]
+    return get_peft_config(model_args)

@@ -1,0 +1,3 @@
+from sft.train import main
+
+main()

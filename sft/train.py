@@ -1,0 +1,121 @@
+"""`python -m sft --config configs/sft.yaml`: fine-tune a causal LM on demonstrations.
+
+Checkpoints go to runs/<run>/sft.work/ (so `--resume` survives a crash); the finished model,
+with `metrics.json` and `loss.png`, is published to runs/<run>/sft/ in one rename.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from ranktune.config import lora_config, parse_config
+from ranktune.errors import InputError, exit_on_input_error
+from ranktune.jsonl import write_json_atomic
+from ranktune.models import DEFAULT_MODEL, load_causal_lm
+from ranktune.plots import plot_curves
+from ranktune.records import read_demonstrations
+from ranktune.runs import check_writable, publish_dir, stage_dir, work_dir
+from sft.config import SFTScriptArguments
+from sft.data import split_records, to_text_dataset
+
+
+def _last_checkpoint(folder: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+def _eval_loss(trainer, dataset) -> float:
+    return float(trainer.evaluate(eval_dataset=dataset, metric_key_prefix="eval")["eval_loss"])
+
+
+@exit_on_input_error
+def main(args: list[str] | None = None) -> Path:
+    from trl import ModelConfig, SFTConfig, SFTTrainer
+
+    script_args, training_args, model_args = parse_config((SFTScriptArguments, SFTConfig, ModelConfig), args)
+    spec = model_args.model_name_or_path or DEFAULT_MODEL
+    final = stage_dir(script_args.run, "sft", script_args.runs_dir)
+    work = work_dir(final)
+    check_writable(final.parent)
+
+    # Read and check all data before loading a model: bad input should fail in a second.
+    records = read_demonstrations(script_args.data)
+    extra = read_demonstrations(script_args.extra_eval_data) if script_args.extra_eval_data else None
+    train_records, eval_records = split_records(records, script_args.eval_fraction, training_args.seed)
+    if script_args.max_train_samples:
+        train_records = train_records[: script_args.max_train_samples]
+
+    resume_from = _last_checkpoint(work) if script_args.resume else None
+    if script_args.resume and resume_from is None:
+        print(f"note: no checkpoint in {work}; starting from the beginning")
+    if resume_from is None and work.exists():
+        shutil.rmtree(work)  # stale checkpoints of an earlier, abandoned run
+    training_args.output_dir = str(work)
+    training_args.report_to = []
+    training_args.completion_only_loss = True
+
+    model, tokenizer = load_causal_lm(spec)
+    train_ds = to_text_dataset(train_records, tokenizer)
+    eval_ds = to_text_dataset(eval_records, tokenizer) if eval_records else None
+    extra_ds = to_text_dataset(extra, tokenizer) if extra else None
+
+    trainer = SFTTrainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
+                         processing_class=tokenizer, peft_config=lora_config(model_args))
+
+    metrics: dict = {"base_model": spec, "data": script_args.data, "train_examples": len(train_ds),
+                     "eval_examples": len(eval_ds) if eval_ds else 0}
+    # Losses of the untouched model; on resume they were measured by the first attempt.
+    state_file = work / "base_losses.json"
+    if resume_from and state_file.is_file():
+        metrics.update(json.loads(state_file.read_text()))
+    else:
+        base = {}
+        if eval_ds is not None:
+            base["base_eval_loss"] = _eval_loss(trainer, eval_ds)
+        if extra_ds is not None:
+            base["base_extra_eval_loss"] = _eval_loss(trainer, extra_ds)
+        write_json_atomic(state_file, base)
+        metrics.update(base)
+
+    start = time.time()
+    train_result = trainer.train(resume_from_checkpoint=resume_from)
+    metrics["train_seconds"] = round(time.time() - start, 1)
+    metrics["train_loss"] = train_result.training_loss
+    metrics["global_step"] = trainer.state.global_step
+    if eval_ds is not None:
+        metrics["eval_loss"] = _eval_loss(trainer, eval_ds)
+    if extra_ds is not None:
+        metrics["extra_eval_loss"] = _eval_loss(trainer, extra_ds)
+        metrics["extra_eval_data"] = script_args.extra_eval_data
+    metrics["log_history"] = trainer.state.log_history
+
+    model = trainer.model
+    if hasattr(model, "merge_and_unload"):  # LoRA: ship a plain model any stage can load
+        model = model.merge_and_unload()
+    with publish_dir(final) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json_atomic(tmp / "metrics.json", metrics)
+        plot_curves(trainer.state.log_history, ["loss", "eval_loss"], tmp / "loss.png", title="SFT loss")
+    shutil.rmtree(work, ignore_errors=True)
+
+    _print_summary(metrics, final)
+    return final
+
+
+def _print_summary(metrics: dict, final: Path) -> None:
+    lines = [f"SFT model written to {final}"]
+    if "eval_loss" in metrics:
+        lines.append(f"held-out loss: base {metrics['base_eval_loss']:.4f} -> SFT {metrics['eval_loss']:.4f}")
+    if "extra_eval_loss" in metrics:
+        lines.append(f"{metrics['extra_eval_data']}: base {metrics['base_extra_eval_loss']:.4f} "
+                     f"-> SFT {metrics['extra_eval_loss']:.4f}")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
