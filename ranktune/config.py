@@ -50,14 +50,17 @@ def parse_config(dataclass_types, args: list[str] | None = None):
 def _cpu_defaults(parser) -> None:
     """TRL defaults to bf16 and gradient checkpointing, which fail or only slow down on a CPU.
 
-    Without an accelerator both default to off; a config file or the command line still wins.
+    Without an accelerator both default to off, and `use_cpu` to on — which is also what makes
+    processes started by `accelerate launch`/torchrun join a gloo group instead of running alone.
+    A config file or the command line still wins.
     """
     import torch
 
     if torch.cuda.is_available():
         return
     known = {action.dest for action in parser._actions}
-    parser.set_defaults(**{k: False for k in ("bf16", "gradient_checkpointing") if k in known})
+    cpu = {"bf16": False, "gradient_checkpointing": False, "use_cpu": True}
+    parser.set_defaults(**{k: v for k, v in cpu.items() if k in known})
 
 
 def _check_yaml(path: Path) -> None:

@@ -74,10 +74,15 @@ def publish_dir(final: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    publish_folder(tmp, final)
+
+
+def publish_folder(src: Path, final: Path) -> None:
+    """Move a complete folder `src` into place as `final` (same file system), replacing any old one."""
     old = None
     if final.exists():
         old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
         os.rename(final, old)
-    os.rename(tmp, final)
+    os.rename(src, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

@@ -17,7 +17,7 @@ from ranktune.jsonl import write_json_atomic
 from ranktune.models import DEFAULT_MODEL, load_causal_lm
 from ranktune.plots import plot_curves
 from ranktune.records import read_demonstrations
-from ranktune.runs import check_writable, publish_dir, stage_dir, work_dir
+from ranktune.runs import check_writable, publish_folder, stage_dir, work_dir
 from sft.config import SFTScriptArguments
 from sft.data import split_records, to_text_dataset
 
@@ -53,7 +53,7 @@ def main(args: list[str] | None = None) -> Path:
     if script_args.resume and resume_from is None:
         print(f"note: no checkpoint in {work}; starting from the beginning")
     if resume_from is None and work.exists():
-        shutil.rmtree(work)  # stale checkpoints of an earlier, abandoned run
+        shutil.rmtree(work, ignore_errors=True)  # stale checkpoints of an earlier, abandoned run
     training_args.output_dir = str(work)
     training_args.report_to = []
     training_args.completion_only_loss = True
@@ -68,6 +68,7 @@ def main(args: list[str] | None = None) -> Path:
 
     metrics: dict = {"base_model": spec, "data": script_args.data, "train_examples": len(train_ds),
                      "eval_examples": len(eval_ds) if eval_ds else 0}
+    is_main = trainer.accelerator.is_main_process
     # Losses of the untouched model; on resume they were measured by the first attempt.
     state_file = work / "base_losses.json"
     if resume_from and state_file.is_file():
@@ -78,7 +79,8 @@ def main(args: list[str] | None = None) -> Path:
             base["base_eval_loss"] = _eval_loss(trainer, eval_ds)
         if extra_ds is not None:
             base["base_extra_eval_loss"] = _eval_loss(trainer, extra_ds)
-        write_json_atomic(state_file, base)
+        if is_main:
+            write_json_atomic(state_file, base)
         metrics.update(base)
 
     start = time.time()
@@ -86,6 +88,7 @@ def main(args: list[str] | None = None) -> Path:
     metrics["train_seconds"] = round(time.time() - start, 1)
     metrics["train_loss"] = train_result.training_loss
     metrics["global_step"] = trainer.state.global_step
+    metrics["world_size"] = trainer.accelerator.num_processes
     if eval_ds is not None:
         metrics["eval_loss"] = _eval_loss(trainer, eval_ds)
     if extra_ds is not None:
@@ -93,15 +96,19 @@ def main(args: list[str] | None = None) -> Path:
         metrics["extra_eval_data"] = script_args.extra_eval_data
     metrics["log_history"] = trainer.state.log_history
 
-    model = trainer.model
-    if hasattr(model, "merge_and_unload"):  # LoRA: ship a plain model any stage can load
-        model = model.merge_and_unload()
-    with publish_dir(final) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        write_json_atomic(tmp / "metrics.json", metrics)
-        plot_curves(trainer.state.log_history, ["loss", "eval_loss"], tmp / "loss.png", title="SFT loss")
-    shutil.rmtree(work, ignore_errors=True)
+    if hasattr(trainer.model, "merge_and_unload"):  # LoRA: ship a plain model any stage can load
+        trainer.model = trainer.model.merge_and_unload()
+    staging = work / "final-model"
+    # Every process takes part (ZeRO-3 gathers shards here); only the main one writes.
+    trainer.save_model(str(staging))
+    if is_main:
+        write_json_atomic(staging / "metrics.json", metrics)
+        plot_curves(trainer.state.log_history, ["loss", "eval_loss"], staging / "loss.png", title="SFT loss")
+        publish_folder(staging, final)
+        shutil.rmtree(work, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    if not is_main:
+        return final
 
     _print_summary(metrics, final)
     return final
