@@ -9,7 +9,7 @@ RUN    ?= default
 ARGS   ?=
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install install-browser sft label reward rlhf demo report test help
+.PHONY: install install-browser sft generate label export reward rlhf demo report test help
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -32,6 +32,22 @@ install-browser: ## Debian Chromium for the real-browser tests (skipped with a n
 
 sft: ## stage 1: supervised fine-tuning on demonstrations -> runs/$(RUN)/sft
 	$(PY) -m sft --config configs/sft.yaml --run $(RUN) $(ARGS)
+
+label: ## serve the labeling app for runs/$(RUN) (generate answers first: make generate)
+	$(PY) -m labeling_ui serve --config configs/label.yaml --run $(RUN) $(ARGS)
+
+generate: ## sample K answers per prompt from runs/$(RUN)/sft into the label store
+	$(PY) -m labeling_ui generate --config configs/label.yaml --run $(RUN) \
+		--policy $$(test -f runs/$(RUN)/sft/config.json && echo runs/$(RUN)/sft || echo smollm2-135m) $(ARGS)
+
+export: ## write runs/$(RUN)/export/ (rankings, pairs, demonstrations) from the label store
+	$(PY) -m labeling_ui export --config configs/label.yaml --run $(RUN) $(ARGS)
+
+reward: ## stage 2: reward model from runs/$(RUN)/export -> runs/$(RUN)/reward
+	$(PY) -m reward --config configs/reward.yaml --run $(RUN) $(ARGS)
+
+rlhf: ## stage 3: our PPO on the SFT policy and the reward model -> runs/$(RUN)/rlhf
+	$(PY) -m rlhf --config configs/rlhf.yaml --run $(RUN) $(ARGS)
 
 test: ## the test suite (tiny random models, plus a few end-to-end tests on the bundled model)
 	$(PY) -m pytest -q $(ARGS); rc=$$?; \

@@ -1,0 +1,267 @@
+"""PPO speed, memory and reward gain: ranktune's PPO against TRL 1.12's PPOTrainer and TRL's RLOO.
+
+    python benchmarks/ppo_vs_trl.py --policy runs/default/sft --reward_model runs/default/reward
+
+Every method starts from the same policy, trains against the same reward model on the same
+prompts with the same settings (8 episodes an update, 32 new tokens, temperature 0.7, 4 PPO
+epochs / RLOO iterations, kl_coef 0.05), each in its own process (so peak RSS is its own). Then
+one evaluator samples every final policy and the starting policy on the same held-out prompts
+and reports the reward model's (normalised) score and KL to the start, by the same code.
+
+TRL 1.12 is installed with --no-deps into a folder of its own (`--trl112`), never into the venv.
+RLOO is TRL 1.16's RLOOTrainer with 2 samples per prompt (4 prompts x 2 = 8 episodes an update).
+TRL's PPO reads raw reward-model scores; it gets a copy of the reward model whose score head is
+multiplied by our normalisation gain, so both see rewards on the same scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+SETTINGS = {"per_update": 8, "response_length": 32, "epochs": 4, "temperature": 0.7, "kl_coef": 0.05}
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def split_prompts(path: str, n_eval: int, seed: int = 0):
+    from ranktune.records import read_prompts
+    from rlhf.data import split_prompts as split
+
+    return split([r["prompt"] for r in read_prompts(path)], 0.5, n_eval, seed)
+
+
+# ---------------------------------------------------------------- workers (one process each)
+
+def run_ours(a, out: Path, full: bool) -> dict:
+    from rlhf.train import main
+
+    extra = ["--use_peft", "false", "--learning_rate", "3e-6"] if full else []
+    runs = out / "runs"
+    start = time.perf_counter()
+    final = main(["--config", str(REPO / "configs/rlhf.yaml"), "--run", "bench", "--runs_dir", str(runs),
+                  "--model_name_or_path", a.policy, "--reward_model", a.reward_model, "--prompts", a.train_prompts,
+                  "--eval_fraction", "0", "--total_episodes", str(SETTINGS["per_update"] * a.updates),
+                  "--per_device_train_batch_size", str(SETTINGS["per_update"]),
+                  "--response_length", str(SETTINGS["response_length"]), "--num_ppo_epochs", str(SETTINGS["epochs"]),
+                  "--temperature", str(SETTINGS["temperature"]), "--kl_coef", str(SETTINGS["kl_coef"]),
+                  "--save_steps", "1000", "--disable_tqdm", "true", *extra])
+    wall = time.perf_counter() - start
+    metrics = json.loads((final / "metrics.json").read_text())
+    return {"train_seconds": metrics["train_seconds"], "wall_seconds": wall, "policy": str(final)}
+
+
+def run_trl112(a, out: Path) -> dict:
+    sys.path.insert(0, a.trl112)  # this process's `trl` is 1.12
+    import torch
+    import trl
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+    from trl.experimental.ppo import PPOConfig, PPOTrainer
+
+    from ranktune.models import load_tokenizer
+    from ranktune.prompting import render_prompt
+    from ranktune.scoring import read_normalization
+
+    assert trl.__version__.startswith("1.12"), trl.__version__
+    tokenizer = load_tokenizer(a.policy, padding_side="left")
+    prompts = [json.loads(x)["prompt"] for x in Path(a.train_prompts).read_text().splitlines()]
+    ids = [tokenizer(render_prompt(tokenizer, p), add_special_tokens=False)["input_ids"] for p in prompts]
+    dataset = Dataset.from_dict({"input_ids": ids})
+    gain, _ = read_normalization(a.reward_model)
+
+    def reward_copy():
+        model = AutoModelForSequenceClassification.from_pretrained(a.reward_model, num_labels=1)
+        with torch.no_grad():
+            model.score.weight.mul_(gain)
+        return model
+
+    policy = AutoModelForCausalLM.from_pretrained(a.policy)
+    ref = AutoModelForCausalLM.from_pretrained(a.policy)
+    config = PPOConfig(output_dir=str(out / "trl"), per_device_train_batch_size=SETTINGS["per_update"],
+                       gradient_accumulation_steps=1, num_mini_batches=1, num_ppo_epochs=SETTINGS["epochs"],
+                       response_length=SETTINGS["response_length"], temperature=SETTINGS["temperature"],
+                       kl_coef=SETTINGS["kl_coef"], total_episodes=SETTINGS["per_update"] * a.updates,
+                       learning_rate=3e-6, missing_eos_penalty=1.0, stop_token="eos", num_sample_generations=0,
+                       local_rollout_forward_batch_size=SETTINGS["per_update"], report_to=[], save_strategy="no",
+                       use_cpu=True, bf16=False, seed=42, disable_tqdm=True)
+    trainer = PPOTrainer(args=config, processing_class=tokenizer, model=policy, ref_model=ref,
+                         reward_model=reward_copy(), value_model=reward_copy(), train_dataset=dataset)
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    folder = out / "trl-policy"
+    policy.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return {"train_seconds": seconds, "policy": str(folder)}
+
+
+def run_rloo(a, out: Path) -> dict:
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+    from trl import RLOOConfig, RLOOTrainer
+
+    from ranktune.models import load_tokenizer
+    from ranktune.scoring import RewardScorer
+
+    tokenizer = load_tokenizer(a.policy, padding_side="left")
+    prompts = [json.loads(x)["prompt"] for x in Path(a.train_prompts).read_text().splitlines()]
+    dataset = Dataset.from_dict({"prompt": [[{"role": "user", "content": p}] for p in prompts]})
+    scorer = RewardScorer.load(a.reward_model)
+
+    def reward(prompts, completions, completion_ids=None, **kwargs):
+        # the same normalised score() our PPO optimises; EOS ended answers get their EOS back
+        eos = tokenizer.eos_token_id
+        ended = [bool(ids) and ids[-1] == eos for ids in completion_ids]
+        return scorer.score(prompts, [c[0]["content"] for c in completions], ended)
+
+    policy = AutoModelForCausalLM.from_pretrained(a.policy)
+    config = RLOOConfig(output_dir=str(out / "rloo"), per_device_train_batch_size=SETTINGS["per_update"],
+                        num_generations=2, max_completion_length=SETTINGS["response_length"],
+                        temperature=SETTINGS["temperature"], beta=SETTINGS["kl_coef"],
+                        num_iterations=SETTINGS["epochs"], max_steps=a.updates * SETTINGS["epochs"],
+                        learning_rate=3e-6, report_to=[], save_strategy="no", use_cpu=True, bf16=False, seed=42,
+                        logging_steps=1, disable_tqdm=True)
+    trainer = RLOOTrainer(model=policy, reward_funcs=reward, args=config, train_dataset=dataset,
+                          processing_class=tokenizer)
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    folder = out / "rloo-policy"
+    trainer.model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return {"train_seconds": seconds, "policy": str(folder)}
+
+
+def run_eval(a, out: Path) -> dict:
+    """Score every final policy and the start on the same held-out prompts, by the same code."""
+    import torch
+
+    from ranktune.models import load_causal_lm
+    from ranktune.scoring import RewardScorer
+    from rlhf.generation import response_logprobs, sample, sampling_config
+
+    prompts = [json.loads(x)["prompt"] for x in Path(a.eval_prompts).read_text().splitlines()]
+    start_model, tokenizer = load_causal_lm(a.policy)
+    scorer = RewardScorer.load(a.reward_model)
+    config = sampling_config(tokenizer, SETTINGS["response_length"], SETTINGS["temperature"])
+    results = {}
+    for name, folder in [("start", a.policy), *json.loads(a.policies).items()]:
+        model, _ = load_causal_lm(folder) if folder != a.policy else (start_model, tokenizer)
+        torch.manual_seed(0)
+        scores, kls = [], []
+        with torch.no_grad():
+            for i in range(0, len(prompts), 16):
+                batch = prompts[i:i + 16]
+                s = sample(model, tokenizer, batch, config)
+                kl = (response_logprobs(model, s, config.temperature)
+                      - response_logprobs(start_model, s, config.temperature)) * s.mask
+                kls.extend(kl.sum(1).tolist())
+                scores.extend(scorer.score(batch, s.answers(tokenizer), s.ended.tolist()))
+        results[name] = {"score": sum(scores) / len(scores), "kl": sum(kls) / len(kls)}
+    return results
+
+
+WORKERS = {"ours": lambda a, o: run_ours(a, o, full=False), "ours-full": lambda a, o: run_ours(a, o, full=True),
+           "trl112-ppo": run_trl112, "trl116-rloo": run_rloo, "eval": run_eval}
+
+
+def worker_main(a) -> None:
+    out = Path(a.out)
+    result = WORKERS[a.worker](a, out)
+    result["peak_rss_mib"] = peak_rss_mib()
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def ensure_trl112(folder: Path) -> None:
+    if (folder / "trl" / "experimental" / "ppo").is_dir():
+        return
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(folder),
+                    "trl==1.12.0"], check=True)
+
+
+def spawn(a, worker: str, out: Path, **extra) -> dict:
+    cmd = [sys.executable, __file__, "--worker", worker, "--out", str(out), "--policy", a.policy,
+           "--reward_model", a.reward_model, "--train_prompts", a.train_prompts, "--eval_prompts", a.eval_prompts,
+           "--updates", str(a.updates), "--trl112", a.trl112, *[x for k, v in extra.items() for x in (f"--{k}", v)]]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    print(f"[{worker}] running ...", flush=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-25:])
+        print(f"[{worker}] failed (exit {proc.returncode}):\n{tail}", flush=True)
+        return {"error": f"exit {proc.returncode}"}
+    return json.loads(line[len("RESULT "):])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--policy", default="runs/default/sft", help="starting policy (SFT model folder)")
+    p.add_argument("--reward_model", default="runs/default/reward")
+    p.add_argument("--prompts", default="data/prompts.jsonl")
+    p.add_argument("--updates", type=int, default=8, help="PPO updates (8 episodes each) per method")
+    p.add_argument("--eval_prompts_count", type=int, default=48)
+    p.add_argument("--methods", default="ours,ours-full,trl112-ppo,trl116-rloo")
+    p.add_argument("--trl112", default=str(REPO / ".bench" / "trl-1.12"), help="folder for TRL 1.12 (--no-deps)")
+    p.add_argument("--out", default=None)
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--train_prompts", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--eval_prompts", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--policies", default=None, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.worker:
+        return worker_main(a)
+
+    out = Path(a.out or tempfile.mkdtemp(prefix="ppo-bench-"))
+    out.mkdir(parents=True, exist_ok=True)
+    train, held_out = split_prompts(a.prompts, a.eval_prompts_count)
+    a.train_prompts, a.eval_prompts = str(out / "train.jsonl"), str(out / "eval.jsonl")
+    Path(a.train_prompts).write_text("".join(json.dumps({"prompt": x}) + "\n" for x in train))
+    Path(a.eval_prompts).write_text("".join(json.dumps({"prompt": x}) + "\n" for x in held_out))
+    methods = a.methods.split(",")
+    if "trl112-ppo" in methods:
+        ensure_trl112(Path(a.trl112))
+    results = {m: spawn(a, m, out / m) for m in methods}
+    policies = {m: r["policy"] for m, r in results.items() if "policy" in r}
+    evaluation = spawn(a, "eval", out / "eval", policies=json.dumps(policies))
+    episodes = SETTINGS["per_update"] * a.updates
+
+    print(f"\n{episodes} episodes each ({a.updates} updates x {SETTINGS['per_update']}), "
+          f"{SETTINGS['response_length']} new tokens, {SETTINGS['epochs']} PPO epochs; "
+          f"{len(held_out)} held-out prompts; start score {evaluation.get('start', {}).get('score', float('nan')):+.3f}")
+    print(f"{'method':<13} {'episodes/s':>10} {'s/episode':>9} {'peak RSS MiB':>12} {'score gain':>10} {'KL':>7}")
+    base = results.get("trl112-ppo", {})
+    for m, r in results.items():
+        if "error" in r:
+            print(f"{m:<13} failed: {r['error']}")
+            continue
+        eps = episodes / r["train_seconds"]
+        ev = evaluation.get(m, {})
+        gain = ev.get("score", float("nan")) - evaluation.get("start", {}).get("score", float("nan"))
+        print(f"{m:<13} {eps:>10.3f} {1 / eps:>9.2f} {r['peak_rss_mib']:>12.0f} {gain:>+10.3f} {ev.get('kl', float('nan')):>7.3f}")
+        r.update(episodes_per_second=eps, score_gain=gain, kl=ev.get("kl"))
+    if "error" not in base and base:
+        for m, r in results.items():
+            if m != "trl112-ppo" and "error" not in r:
+                print(f"{m} vs TRL 1.12 PPO: {r['episodes_per_second'] / base['episodes_per_second']:.2f}x episodes/s, "
+                      f"{r['peak_rss_mib'] / base['peak_rss_mib']:.2f}x peak RSS")
+    (out / "results.json").write_text(json.dumps({"settings": SETTINGS, "updates": a.updates, "results": results,
+                                                  "evaluation": evaluation}, indent=2))
+    print(f"results: {out / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from rlhf.train import main
+
+main()

@@ -1,0 +1,25 @@
+"""Settings of the PPO stage that `rlhf.ppo.PPOConfig` and TRL's `ModelConfig` do not already have.
+
+`ModelConfig.model_name_or_path` is the policy to start from (default: this run's SFT model);
+its LoRA keys (`use_peft`, `lora_r`, ...) choose LoRA or full fine-tuning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class PPOScriptArguments:
+    run: str = field(default="default", metadata={"help": "Run name: outputs go to <runs_dir>/<run>/rlhf."})
+    runs_dir: str = field(default="runs", metadata={"help": "Folder holding all runs."})
+    prompts: str = field(default="data/prompts.jsonl",
+                         metadata={"help": "Prompts the policy answers: JSONL with 'prompt', or a HF dataset name."})
+    reward_model: str | None = field(
+        default=None, metadata={"help": "Reward model folder (default: <runs_dir>/<run>/reward)."})
+    eval_fraction: float = field(
+        default=0.1, metadata={"help": "Share of prompts held out for the final evaluation (never trained on)."})
+    max_eval_prompts: int = field(default=64, metadata={"help": "Evaluate on at most this many held-out prompts."})
+    ptx_data: str | None = field(
+        default=None, metadata={"help": "Demonstrations for PPO-ptx (with ptx_coef > 0), e.g. data/demonstrations.jsonl."})
+    resume: bool = field(default=False, metadata={"help": "Continue from the last checkpoint of this run."})

@@ -1,0 +1,91 @@
+"""Sampling answers and reading log-probs: the parts of a rollout that are not PPO's own math.
+
+Queries are left-padded so that every answer starts at the same column `Q`; answers are cut
+after their first EOS and right-padded with the pad token (never EOS: see ranktune.models).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from transformers import GenerationConfig
+from trl.trainer.utils import selective_log_softmax
+
+from rlhf.models import position_ids_for
+from rlhf.ppo_math import response_mask
+from ranktune.prompting import render_prompt
+
+
+@dataclass
+class Samples:
+    prompts: list             # the prompts as given (text or chat messages)
+    queries: torch.Tensor     # (B, Q) left-padded prompt tokens
+    query_mask: torch.Tensor  # (B, Q)
+    responses: torch.Tensor   # (B, R) answer tokens, pad after the first EOS
+    mask: torch.Tensor        # (B, R) 1 up to and including the first EOS
+    ended: torch.Tensor       # (B,) the answer emitted EOS within R tokens
+    logprobs: torch.Tensor | None = None  # (B, R) sampling policy's log-probs, at the sampling temperature
+
+    @property
+    def context_length(self) -> int:
+        return self.queries.shape[1]
+
+    @property
+    def input_ids(self) -> torch.Tensor:  # (B, Q + R)
+        return torch.cat([self.queries, self.responses], dim=1)
+
+    @property
+    def attention_mask(self) -> torch.Tensor:  # (B, Q + R)
+        return torch.cat([self.query_mask, self.mask], dim=1)
+
+    def answers(self, tokenizer) -> list[str]:
+        return tokenizer.batch_decode(self.responses, skip_special_tokens=True)
+
+
+def sampling_config(tokenizer, max_new_tokens: int, temperature: float) -> GenerationConfig:
+    """Pure sampling at `temperature`: no top-k/top-p, so the log-probs PPO computes with the same
+    temperature are those of the distribution the tokens were really drawn from."""
+    return GenerationConfig(max_new_tokens=max_new_tokens, min_new_tokens=0, do_sample=True, temperature=temperature,
+                            top_k=0, top_p=1.0, eos_token_id=tokenizer.eos_token_id,
+                            pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id)
+
+
+def tokenize_prompts(tokenizer, prompts: list, max_prompt_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rendered prompts, left-padded (and left-truncated to `max_prompt_length`): (B, Q) ids and mask."""
+    texts = [render_prompt(tokenizer, p) for p in prompts]
+    enc = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False,
+                    truncation=max_prompt_length is not None, max_length=max_prompt_length,
+                    truncation_side="left")
+    return enc["input_ids"], enc["attention_mask"]
+
+
+@torch.no_grad()
+def sample(model, tokenizer, prompts: list, config: GenerationConfig, max_prompt_length: int | None = None,
+           with_logprobs: bool = False) -> Samples:
+    """One sampled answer per prompt, with KV cache. `with_logprobs` keeps the sampling log-probs
+    from generate()'s own logits, which saves PPO a forward pass of the policy."""
+    queries, query_mask = tokenize_prompts(tokenizer, prompts, max_prompt_length)
+    queries, query_mask = queries.to(model.device), query_mask.to(model.device)
+    config = copy.deepcopy(config)
+    config.return_dict_in_generate, config.output_logits = True, with_logprobs
+    out = model.generate(input_ids=queries, attention_mask=query_mask, generation_config=config)
+    responses = out.sequences[:, queries.shape[1]:]  # (B, R)
+    mask, ended = response_mask(responses, tokenizer.eos_token_id)
+    responses = responses.masked_fill(mask == 0, tokenizer.pad_token_id)
+    logprobs = None
+    if with_logprobs:
+        logits = torch.stack(out.logits, dim=1).float()  # (B, R, V) raw, before any logits processor
+        logprobs = selective_log_softmax(logits / config.temperature, responses)
+    return Samples(prompts, queries, query_mask, responses, mask, ended, logprobs)
+
+
+def response_logprobs(model, samples: Samples, temperature: float) -> torch.Tensor:
+    """Log-probs (B, R) of the sampled answer tokens under `model` (one forward pass)."""
+    input_ids, attention_mask = samples.input_ids, samples.attention_mask
+    R = samples.responses.shape[1]
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids_for(attention_mask),
+                use_cache=False, logits_to_keep=R + 1)
+    logits = out.logits[:, :-1].float()  # (B, R, V): position t predicts response token t
+    return selective_log_softmax(logits / temperature, samples.responses)

@@ -1,0 +1,160 @@
+"""The four roles PPO needs — policy, reference, value, reward — from as few weight copies as possible.
+
+With LoRA (the default) there are two copies of base weights in memory:
+- the SFT model carries the policy's adapter; with the adapter switched off it *is* the reference;
+- the reward model carries the value function's adapter and a trainable copy of its score head;
+  with the adapter off it *is* the reward model ("N implementation details": value initialised
+  from the reward model).
+`value_model: shared` puts a value head on the policy's own last hidden state instead (one
+policy forward gives log-probs and values). Full fine-tuning keeps separate frozen copies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import torch
+from torch import nn
+
+from ranktune.errors import InputError
+from ranktune.models import load_causal_lm, load_sequence_classifier
+from trl.trainer.utils import disable_dropout_in_model
+
+VALUE_MODELS = ("reward", "shared")
+
+
+def position_ids_for(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that skip left padding, as generate() uses them: (B, T) -> (B, T)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def _backbone_and_head(seq_cls: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """The transformer body and score head of a (possibly peft-wrapped) sequence classifier."""
+    inner = seq_cls.get_base_model() if hasattr(seq_cls, "get_base_model") else seq_cls
+    return getattr(inner, inner.base_model_prefix), inner.score
+
+
+class PolicyAndValue(nn.Module):
+    """Everything PPO trains, in one module: what the optimizer, checkpoints and accelerate see.
+
+    `policy`: causal LM (peft-wrapped with LoRA). `value`: a sequence classifier read at every
+    token (peft-wrapped over the reward model) or, when shared, `value_head` on the policy.
+    """
+
+    def __init__(self, policy: nn.Module, value: nn.Module | None, value_head: nn.Module | None):
+        super().__init__()
+        self.policy, self.value, self.value_head = policy, value, value_head
+
+    @property
+    def shared(self) -> bool:
+        return self.value_head is not None
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, context_length: int,
+                with_values: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits for response positions (B, R, V) and values (B, R) for the states before each token.
+
+        `input_ids` is query (left-padded, length `context_length`) + response (length R).
+        Position t of the output predicts / values response token t.
+        """
+        position_ids = position_ids_for(attention_mask)
+        R = input_ids.shape[1] - context_length
+        # The LM head runs on the response positions only: on a 135M model it is a fifth of the compute.
+        out = self.policy(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                          output_hidden_states=self.shared and with_values, use_cache=False, logits_to_keep=R + 1)
+        logits = out.logits[:, :-1]  # (B, R, V)
+        values = None
+        if with_values and self.shared:
+            hidden = out.hidden_states[-1][:, context_length - 1:-1]  # (B, R, H)
+            values = self.value_head(hidden).squeeze(-1)  # (B, R)
+        elif with_values:
+            values = self.token_values(input_ids, attention_mask, context_length)
+        return logits, values
+
+    def token_values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, context_length: int) -> torch.Tensor:
+        """Values (B, R) from the separate value model, read at every response state."""
+        backbone, head = _backbone_and_head(self.value)
+        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask,
+                          position_ids=position_ids_for(attention_mask), use_cache=False).last_hidden_state
+        return head(hidden[:, context_length - 1:-1]).squeeze(-1).float()
+
+
+class Roles:
+    """Frozen roles beside the trained module: `reference()` and `reward()` give a model to call."""
+
+    def __init__(self, trained: PolicyAndValue, ref_model: nn.Module | None, reward_model: nn.Module | None):
+        self.trained, self.ref_model, self.reward_model = trained, ref_model, reward_model
+
+    @contextlib.contextmanager
+    def reference(self):
+        """The SFT policy: the adapter switched off, or the separate frozen copy."""
+        if self.ref_model is not None:
+            yield self.ref_model
+        else:
+            with self.trained.policy.disable_adapter():
+                yield self.trained.policy
+
+    @contextlib.contextmanager
+    def reward(self):
+        """The reward model: the value adapter switched off, or the separate frozen copy."""
+        if self.reward_model is not None:
+            yield self.reward_model
+        else:
+            with self.trained.value.disable_adapter():
+                yield self.trained.value
+
+
+def _freeze(model: nn.Module) -> nn.Module:
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def _same_vocabulary(a, b) -> bool:
+    probe = "Hello, world! 123 <|im_start|> café"
+    return len(a) == len(b) and a(probe)["input_ids"] == b(probe)["input_ids"]
+
+
+def build_models(policy_spec: str, reward_spec: str, peft_config, value_model: str = "reward"):
+    """Load and wire up the roles. Returns (PolicyAndValue, Roles, tokenizer, reward tokenizer)."""
+    if value_model not in VALUE_MODELS:
+        raise InputError(f"must be one of {', '.join(VALUE_MODELS)}, got '{value_model}'", field="value_model")
+    policy, tokenizer = load_causal_lm(policy_spec)
+    reward_model, reward_tokenizer = load_sequence_classifier(reward_spec)
+    if value_model == "reward" and not _same_vocabulary(tokenizer, reward_tokenizer):
+        raise InputError("the reward model's tokenizer differs from the policy's, so it cannot read the policy's "
+                         "tokens as a value model: set value_model: shared", reward_spec, field="value_model")
+    for model in (policy, reward_model):
+        disable_dropout_in_model(model)  # PPO's ratios assume the same function at rollout and update
+
+    ref_model = None
+    if peft_config is None:
+        ref_model = _freeze(copy.deepcopy(policy))
+    else:
+        from peft import get_peft_model
+
+        policy_lora = copy.deepcopy(peft_config)
+        policy_lora.task_type = "CAUSAL_LM"
+        policy_lora.lora_dropout = 0.0
+        policy = get_peft_model(policy, policy_lora)
+
+    value, value_head, frozen_reward = None, None, None
+    if value_model == "shared":
+        hidden = policy.config.hidden_size if hasattr(policy.config, "hidden_size") else policy.config.n_embd
+        value_head = nn.Linear(hidden, 1)
+        nn.init.zeros_(value_head.weight)
+        nn.init.zeros_(value_head.bias)
+        frozen_reward = _freeze(reward_model)
+    elif peft_config is None:
+        value = copy.deepcopy(reward_model)
+        value.train()
+        frozen_reward = _freeze(reward_model)
+    else:
+        from peft import get_peft_model
+
+        value_lora = copy.deepcopy(peft_config)
+        value_lora.task_type = "SEQ_CLS"  # peft keeps the reward head and trains a copy as the value head
+        value_lora.lora_dropout = 0.0
+        value = get_peft_model(reward_model, value_lora)
+    trained = PolicyAndValue(policy, value, value_head)
+    return trained, Roles(trained, ref_model, frozen_reward), tokenizer, reward_tokenizer

@@ -1,0 +1,262 @@
+"""PPO for language models: `PPOConfig` beside `PPOTrainer`, in the shape of TRL's trainers.
+
+One update, top to bottom (`PPOTrainer.step`):
+1. rollout: sample one answer per prompt from the policy (temperature T, KV cache), keeping the
+   sampling log-probs; reference log-probs (adapter off), values, and the reward model's score;
+2. rewards: -kl_coef * KL(policy || reference) at every token, plus the score at the last token
+   (minus `missing_eos_penalty` for answers that never ended); optionally whitened;
+3. GAE advantages (whitened) and returns;
+4. `num_ppo_epochs` passes over the batch in `num_mini_batches` minibatches, each an optimizer step
+   over `gradient_accumulation_steps` micro-batches: clipped policy loss + vf_coef * clipped value
+   loss (+ ptx_coef * SFT loss on demonstrations).
+Batch sizes follow TRL: rollouts per update = per_device_train_batch_size *
+gradient_accumulation_steps * num_mini_batches (per process).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from transformers import Trainer, TrainingArguments
+from trl.trainer.utils import selective_log_softmax_and_entropy
+
+from rlhf import ppo_math as M
+from rlhf.generation import Samples, response_logprobs, sample, sampling_config
+from ranktune.scoring import RewardScorer
+
+
+@dataclass
+class PPOConfig(TrainingArguments):
+    """TrainingArguments plus PPO's own settings. `save_steps` and `logging_steps` count updates."""
+
+    total_episodes: int = field(default=512, metadata={"help": "Rollouts (prompt + sampled answer) in the whole run."})
+    num_ppo_epochs: int = field(default=4, metadata={"help": "Passes over each rollout batch."})
+    num_mini_batches: int = field(default=1, metadata={"help": "Optimizer steps per pass over a rollout batch."})
+    response_length: int = field(default=48, metadata={"help": "Most new tokens per answer."})
+    max_prompt_length: int = field(default=256, metadata={"help": "Prompts are cut from the left to this many tokens."})
+    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature, also used for every log-prob."})
+    kl_coef: float = field(default=0.05, metadata={"help": "Weight of the per-token KL penalty (initial value if adaptive)."})
+    kl_estimator: str = field(default="k1", metadata={"help": "KL estimator in the reward: k1 (log ratio) or k3."})
+    target_kl: float | None = field(
+        default=None, metadata={"help": "Adaptive KL (Ziegler et al.): steer kl_coef so the sequence KL tracks this. "
+                                        "None = fixed kl_coef."})
+    kl_horizon: int = field(default=10000, metadata={"help": "Adaptive KL horizon, in episodes."})
+    missing_eos_penalty: float | None = field(
+        default=1.0, metadata={"help": "Subtracted from the score of an answer that never emitted EOS (the EOS trick)."})
+    whiten_rewards: bool = field(default=False, metadata={"help": "Whiten the shaped rewards before GAE."})
+    gamma: float = field(default=1.0, metadata={"help": "Discount."})
+    lam: float = field(default=0.95, metadata={"help": "GAE lambda."})
+    cliprange: float = field(default=0.2, metadata={"help": "Policy ratio clip."})
+    cliprange_value: float = field(default=0.2, metadata={"help": "Value clip."})
+    vf_coef: float = field(default=0.1, metadata={"help": "Weight of the value loss."})
+    ptx_coef: float = field(default=0.0, metadata={"help": "PPO-ptx: weight of the SFT loss on demonstrations (0 = off)."})
+    value_model: str = field(
+        default="reward", metadata={"help": "reward: a value model initialised from the reward model (LoRA over the "
+                                            "same weights); shared: a value head on the policy's backbone."})
+    sample_every: int = field(default=10, metadata={"help": "Print and keep a table of samples every N updates."})
+    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate (1e-4 suits LoRA; ~3e-6 full)."})
+    lr_scheduler_type: str = field(default="linear", metadata={"help": "Decays over all optimizer steps."})
+    logging_steps: float = field(default=1, metadata={"help": "Log every N updates."})
+    save_steps: float = field(default=10, metadata={"help": "Checkpoint every N updates."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept."})
+    per_device_train_batch_size: int = field(default=8, metadata={"help": "Rollouts per micro-batch."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.kl_estimator not in ("k1", "k3"):
+            raise ValueError(f"kl_estimator must be k1 or k3, got '{self.kl_estimator}'")
+        if self.temperature <= 0:
+            raise ValueError("temperature must be more than 0")
+
+    @property
+    def local_batch_size(self) -> int:
+        return self.per_device_train_batch_size * self.gradient_accumulation_steps * self.num_mini_batches
+
+
+class PPOTrainer(Trainer):
+    """Owns the loop; `transformers.Trainer` gives it accelerate, the optimizer/scheduler, callbacks
+    (progress bar, logging) and the log history. The models come from `rlhf.models.build_models`."""
+
+    _tag_names = ["trl", "ppo", "ranktune"]
+
+    def __init__(self, args: PPOConfig, model, roles, processing_class, reward_tokenizer, train_prompts: list,
+                 reward_normalization: tuple[float, float] = (1.0, 0.0), reward_max_length: int = 512,
+                 ptx_batches=None, callbacks=None):
+        super().__init__(model=model, args=args, processing_class=processing_class, callbacks=callbacks)
+        self.roles, self.tokenizer, self.prompts = roles, processing_class, list(train_prompts)
+        self.reward_tokenizer, self.reward_normalization = reward_tokenizer, reward_normalization
+        self.reward_max_length, self.ptx_batches = reward_max_length, ptx_batches
+        self.num_updates = max(1, args.total_episodes // (args.local_batch_size * self.accelerator.num_processes))
+        if len(self.prompts) < args.local_batch_size:
+            raise ValueError(f"{len(self.prompts)} training prompts are fewer than the {args.local_batch_size} "
+                             "rollouts of one update")
+        steps = self.num_updates * args.num_ppo_epochs * args.num_mini_batches
+        self.create_optimizer_and_scheduler(num_training_steps=steps)
+        if args.target_kl is not None:
+            self.kl_ctl = M.AdaptiveKLController(args.kl_coef, args.target_kl, args.kl_horizon)
+        else:
+            self.kl_ctl = M.FixedKLController(args.kl_coef)
+        self.generation_config = sampling_config(processing_class, args.response_length, args.temperature)
+        self.samples_log: list[dict] = []
+
+    # -- data order: a function of the update number alone, so --resume replays the same batches
+    def prompts_for(self, update: int) -> list:
+        per_epoch = len(self.prompts) // self.args.local_batch_size
+        epoch, k = divmod(update, per_epoch)
+        order = torch.randperm(len(self.prompts), generator=torch.Generator().manual_seed(self.args.seed + epoch))
+        rank = self.accelerator.process_index
+        start = (k * self.accelerator.num_processes + rank) * self.args.local_batch_size % len(self.prompts)
+        idx = order[start:start + self.args.local_batch_size].tolist()
+        return [self.prompts[i] for i in idx]
+
+    # -- 1. rollout
+    @torch.no_grad()
+    def rollout(self, prompts: list) -> tuple[Samples, dict[str, torch.Tensor]]:
+        model = self.accelerator.unwrap_model(self.model)
+        args = self.args
+        model.eval()
+        shared = model.shared
+        samples = sample(model.policy, self.tokenizer, prompts, self.generation_config, args.max_prompt_length,
+                         with_logprobs=not shared)
+        Q, T = samples.context_length, args.temperature
+        if shared:  # one policy forward gives log-probs and values
+            logits, values = model(samples.input_ids, samples.attention_mask, Q)
+            logprobs = selective_log_softmax_and_entropy(logits.float(), samples.responses, False, T)[0]
+        else:
+            logprobs = samples.logprobs
+            values = model.token_values(samples.input_ids, samples.attention_mask, Q)
+        with self.roles.reference() as reference:
+            ref_logprobs = response_logprobs(reference, samples, T)
+        with self.roles.reward() as reward_model:
+            gain, bias = self.reward_normalization
+            scorer = RewardScorer(reward_model, self.reward_tokenizer, gain, bias, self.reward_max_length)
+            answers = samples.answers(self.tokenizer)
+            scores = torch.tensor(scorer.score(prompts, answers, samples.ended.tolist()), device=values.device)
+        return samples, {"logprobs": logprobs, "ref_logprobs": ref_logprobs, "values": values.float(),
+                         "scores": scores, "answers": answers}
+
+    # -- 2 and 3. rewards, advantages
+    def advantages(self, samples: Samples, r: dict) -> dict[str, torch.Tensor]:
+        args, mask = self.args, samples.mask
+        scores = r["scores"].clone()
+        if args.missing_eos_penalty is not None:
+            scores[~samples.ended] -= args.missing_eos_penalty
+        kl = M.kl_per_token(r["logprobs"], r["ref_logprobs"], args.kl_estimator) * mask  # (B, R)
+        rewards, non_score = M.shaped_rewards(scores, kl, mask, self.kl_ctl.value)
+        if args.whiten_rewards:
+            rewards = M.masked_whiten(rewards, mask, shift_mean=False)
+        advantages, returns = M.gae(rewards, r["values"], mask, args.gamma, args.lam)
+        advantages = M.masked_whiten(advantages, mask)
+        return {"scores": scores, "kl": kl, "non_score": non_score, "advantages": advantages, "returns": returns}
+
+    # -- 4. PPO epochs
+    def optimize(self, samples: Samples, r: dict, a: dict) -> dict[str, float]:
+        args = self.args
+        B = samples.responses.shape[0]
+        mini = B // args.num_mini_batches
+        micro = args.per_device_train_batch_size
+        input_ids, attention_mask, Q = samples.input_ids, samples.attention_mask, samples.context_length
+        self.model.train()
+        stats: dict[str, list[float]] = {}
+        for _ in range(args.num_ppo_epochs):
+            order = torch.randperm(B)
+            for m0 in range(0, B, mini):
+                for u0 in range(m0, m0 + mini, micro):
+                    idx = order[u0:u0 + micro]
+                    mask = samples.mask[idx]
+                    logits, values = self.model(input_ids[idx], attention_mask[idx], Q)
+                    new_logprobs, entropy = selective_log_softmax_and_entropy(
+                        logits.float(), samples.responses[idx], False, args.temperature)
+                    pg_loss, pg = M.policy_loss(new_logprobs, r["logprobs"][idx], a["advantages"][idx], mask,
+                                                args.cliprange)
+                    vf_loss, vf = M.value_loss(values.float(), r["values"][idx], a["returns"][idx], mask,
+                                               args.cliprange_value)
+                    loss = pg_loss + args.vf_coef * vf_loss
+                    if args.ptx_coef and self.ptx_batches is not None:
+                        ptx = self.ptx_loss(next(self.ptx_batches))
+                        loss = loss + args.ptx_coef * ptx
+                        stats.setdefault("loss/ptx", []).append(ptx.item())
+                    self.accelerator.backward(loss / args.gradient_accumulation_steps)
+                    for key, value in (("loss/policy", pg_loss), ("loss/value", vf_loss),
+                                       ("policy/clipfrac", pg["clipfrac"]), ("policy/approxkl", pg["approxkl"]),
+                                       ("policy/ratio", pg["ratio"]), ("value/clipfrac", vf["clipfrac"]),
+                                       ("policy/entropy", M.masked_mean(entropy, mask))):
+                        stats.setdefault(key, []).append(float(value.detach()))
+                if args.max_grad_norm:
+                    self.accelerator.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
+                self.optimizer.step()
+                self.lr_scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+        self.model.eval()
+        return {k: sum(v) / len(v) for k, v in stats.items()}
+
+    def ptx_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean next-token NLL of the policy on demonstration answers (labels -100 elsewhere)."""
+        policy = self.accelerator.unwrap_model(self.model).policy
+        return policy(**{k: v.to(self.accelerator.device) for k, v in batch.items()}, use_cache=False).loss
+
+    def step(self, update: int) -> dict[str, float]:
+        """One PPO update; returns its metrics."""
+        torch.manual_seed(self.args.seed * 100003 + update)  # sampling is reproducible per update (resume)
+        start = time.perf_counter()
+        prompts = self.prompts_for(update)
+        samples, r = self.rollout(prompts)
+        rollout_s = time.perf_counter() - start
+        a = self.advantages(samples, r)
+        train_stats = self.optimize(samples, r, a)
+        seconds = time.perf_counter() - start
+
+        mask = samples.mask
+        kl_seq = self._mean((r["logprobs"] - r["ref_logprobs"]).mul(mask).sum(1))
+        k3_seq = self._mean(M.kl_per_token(r["logprobs"], r["ref_logprobs"], "k3").mul(mask).sum(1))
+        non_score = self._mean(a["non_score"].sum(1))
+        tokens = self._mean(mask.sum(1).float())
+        metrics = {
+            "objective/scores": self._mean(r["scores"]), "objective/kl": kl_seq, "objective/kl_k3": k3_seq,
+            "objective/non_score_reward": non_score, "objective/rlhf_reward": self._mean(a["scores"]) + non_score,
+            "value/explained_variance": M.explained_variance(r["values"], a["returns"], mask),
+            "answers/length": tokens, "answers/ended": self._mean(samples.ended.float()),
+            **train_stats, "kl_coef": self.kl_ctl.value, "lr": self.lr_scheduler.get_last_lr()[0],
+            "episodes_per_second": len(prompts) * self.accelerator.num_processes / seconds,
+            "tokens_per_second": tokens * len(prompts) * self.accelerator.num_processes / seconds,
+            "rollout_seconds": rollout_s, "update_seconds": seconds,
+        }
+        self.kl_ctl.update(kl_seq, self.args.local_batch_size * self.accelerator.num_processes)
+        if self.args.sample_every and update % self.args.sample_every == 0 and self.accelerator.is_main_process:
+            self.samples_log.extend({"update": update, "prompt": p, "answer": ans, "score": float(s),
+                                     "ended": bool(e)} for p, ans, s, e in
+                                    zip(prompts, r["answers"], r["scores"], samples.ended))
+        return metrics
+
+    def _mean(self, x: torch.Tensor) -> float:
+        return self.accelerator.gather_for_metrics(x.detach().float().reshape(-1)).mean().item()
+
+    # -- the loop
+    def train(self, resume_from: str | None = None, on_update=None):
+        """Run all updates (from a checkpoint's update count when resuming); returns the log history."""
+        from rlhf.checkpoint import load_checkpoint, save_checkpoint
+
+        first = 0
+        if resume_from is not None:
+            first = load_checkpoint(self, resume_from)
+        self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
+        self.state.max_steps = self.num_updates
+        self.state.global_step = first
+        self.state.logging_steps, self.state.save_steps = self.args.logging_steps, self.args.save_steps
+        self.control = self.callback_handler.on_train_begin(self.args, self.state, self.control)
+        for update in range(first, self.num_updates):
+            self.control = self.callback_handler.on_step_begin(self.args, self.state, self.control)
+            metrics = self.step(update)
+            self.state.global_step = update + 1
+            self.state.epoch = (update + 1) * self.args.local_batch_size / len(self.prompts)
+            if (update + 1) % max(1, int(self.args.logging_steps)) == 0 or update + 1 == self.num_updates:
+                self.log({k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()})
+            if on_update is not None:
+                on_update(update, metrics)
+            if self.args.save_steps and (update + 1) % int(self.args.save_steps) == 0 and update + 1 < self.num_updates:
+                save_checkpoint(self, update + 1)
+            self.control = self.callback_handler.on_step_end(self.args, self.state, self.control)
+        self.control = self.callback_handler.on_train_end(self.args, self.state, self.control)
+        return self.state.log_history

@@ -1,0 +1,142 @@
+"""`python -m rlhf --config configs/rlhf.yaml --run NAME`: PPO on the SFT policy against the reward model.
+
+Reads runs/<run>/sft (policy and reference) and runs/<run>/reward (reward model, its
+normalisation, and the value model's starting point); checkpoints go to runs/<run>/rlhf.work/
+(for --resume); the final policy — a plain model folder any stage loads — is published with
+metrics.json (final evaluation), metrics.jsonl (every update), samples and PNG curves to
+runs/<run>/rlhf/ in one rename.
+"""
+
+from __future__ import annotations
+
+import resource
+import shutil
+import time
+from pathlib import Path
+
+from ranktune.config import lora_config, parse_config
+from ranktune.errors import InputError, exit_on_input_error
+from ranktune.jsonl import write_json_atomic, write_jsonl_atomic
+from ranktune.models import DEFAULT_MODEL
+from ranktune.plots import plot_curves
+from ranktune.records import read_demonstrations, read_prompts
+from ranktune.runs import check_writable, publish_folder, stage_dir, work_dir
+from ranktune.scoring import read_normalization
+from rlhf.checkpoint import last_checkpoint
+from rlhf.config import PPOScriptArguments
+from rlhf.data import ptx_batches, split_prompts
+from rlhf.ppo import PPOConfig, PPOTrainer
+
+CURVES = ["objective/scores", "objective/kl", "objective/rlhf_reward", "answers/length", "policy/entropy",
+          "value/explained_variance", "policy/clipfrac", "kl_coef"]
+
+
+def _policy_spec(model_args, script_args) -> str:
+    if model_args.model_name_or_path:
+        return model_args.model_name_or_path
+    sft = stage_dir(script_args.run, "sft", script_args.runs_dir)
+    if (sft / "config.json").is_file():
+        return str(sft)
+    print(f"note: no SFT model at {sft}; starting from {DEFAULT_MODEL}")
+    return DEFAULT_MODEL
+
+
+def _reward_spec(script_args) -> str:
+    folder = Path(script_args.reward_model) if script_args.reward_model else stage_dir(
+        script_args.run, "reward", script_args.runs_dir)
+    if not (folder / "config.json").is_file():
+        raise InputError("no reward model here: run `make reward` first, or pass --reward_model FOLDER", folder)
+    return str(folder)
+
+
+@exit_on_input_error
+def main(args: list[str] | None = None) -> Path:
+    from transformers import set_seed
+    from trl import ModelConfig
+
+    from rlhf.evaluate import evaluate
+    from rlhf.models import build_models
+
+    script_args, config, model_args = parse_config((PPOScriptArguments, PPOConfig, ModelConfig), args)
+    final = stage_dir(script_args.run, "rlhf", script_args.runs_dir)
+    work = work_dir(final)
+    check_writable(final.parent)
+
+    # Every input is read and checked before a model loads: bad input fails in a second.
+    train_prompts, eval_prompts = split_prompts([r["prompt"] for r in read_prompts(script_args.prompts)],
+                                                script_args.eval_fraction, script_args.max_eval_prompts, config.seed)
+    if len(train_prompts) < config.local_batch_size:
+        raise InputError(f"{len(train_prompts)} training prompts, fewer than the {config.local_batch_size} "
+                         "rollouts of one update", script_args.prompts)
+    demos = read_demonstrations(script_args.ptx_data) if script_args.ptx_data and config.ptx_coef else None
+    reward_spec = _reward_spec(script_args)
+    normalization = read_normalization(reward_spec)
+    policy_spec = _policy_spec(model_args, script_args)
+
+    resume_from = last_checkpoint(work) if script_args.resume else None
+    if script_args.resume and resume_from is None:
+        print(f"note: no checkpoint in {work}; starting from the beginning")
+    if resume_from is None and work.exists():
+        shutil.rmtree(work, ignore_errors=True)  # stale checkpoints of an earlier, abandoned run
+    config.output_dir = str(work)
+    config.report_to = []
+
+    set_seed(config.seed)  # LoRA and value-head initialisation: a rerun is the same run
+    trained, roles, tokenizer, reward_tokenizer = build_models(policy_spec, reward_spec, lora_config(model_args),
+                                                               config.value_model)
+    ptx = ptx_batches(demos, tokenizer, config.per_device_train_batch_size, 512, config.seed) if demos else None
+    trainer = PPOTrainer(config, trained, roles, tokenizer, reward_tokenizer, train_prompts, normalization,
+                         ptx_batches=ptx)
+    start = time.time()
+    history = trainer.train(resume_from)
+    train_seconds = time.time() - start
+    if not trainer.accelerator.is_main_process:
+        trainer.accelerator.wait_for_everyone()
+        return final
+
+    metrics = {"policy": policy_spec, "reward_model": reward_spec, "updates": trainer.num_updates,
+               "episodes": trainer.num_updates * config.local_batch_size * trainer.accelerator.num_processes,
+               "train_prompts": len(train_prompts), "eval_prompts": len(eval_prompts),
+               "use_peft": model_args.use_peft, "value_model": config.value_model,
+               "train_seconds": round(train_seconds, 1)}
+    if eval_prompts:
+        metrics["eval"], rows = evaluate(trainer, eval_prompts, config.per_device_eval_batch_size)
+    else:
+        rows = []
+    metrics["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    updates = [h for h in history if "objective/scores" in h]
+    staging = work / "final-model"
+    if staging.exists():
+        shutil.rmtree(staging)
+    policy = trainer.accelerator.unwrap_model(trainer.model).policy
+    if hasattr(policy, "merge_and_unload"):  # LoRA: ship a plain model any stage can load
+        policy = policy.merge_and_unload()
+    policy.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    write_json_atomic(staging / "metrics.json", metrics)
+    write_jsonl_atomic(staging / "metrics.jsonl", updates)
+    if trainer.samples_log:
+        write_jsonl_atomic(staging / "samples.jsonl", trainer.samples_log)
+    if rows:
+        write_jsonl_atomic(staging / "eval_samples.jsonl", rows)
+    plot_curves(updates, CURVES, staging / "ppo.png", title="PPO")
+    publish_folder(staging, final)
+    shutil.rmtree(work, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    _print_summary(metrics, final)
+    return final
+
+
+def _print_summary(metrics: dict, final: Path) -> None:
+    lines = [f"PPO policy written to {final} ({metrics['updates']} updates, {metrics['episodes']} episodes, "
+             f"{metrics['train_seconds']:.0f} s, peak RSS {metrics['peak_rss_mib']} MiB)"]
+    ev = metrics.get("eval")
+    if ev:
+        lines.append(f"held-out ({ev['prompts']} prompts): reward-model score SFT {ev['sft_score']:+.3f} -> PPO "
+                     f"{ev['ppo_score']:+.3f} at KL {ev['kl_to_sft']:.3f}; win rate vs SFT {ev['win_rate_vs_sft']:.2f}; "
+                     f"gold (simulated reviewers' rule) {ev['sft_gold']:+.3f} -> {ev['ppo_gold']:+.3f}")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
