@@ -1,0 +1,3 @@
+from labeling_ui.cli import main
+
+main()

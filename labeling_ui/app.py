@@ -1,0 +1,243 @@
+"""The reviewer's page (Gradio Blocks) and the admin tab.
+
+A reviewer sees the guidelines, the prompt, and the K answers side by side with a rank box
+under each; types ranks (Tab moves to the next box, Enter or Ctrl+Enter submits), may flag the
+item, comment, or write a better answer; can skip, and undo their last submission.
+
+Security: model text is escaped here (it is shown through gr.HTML, which would otherwise render
+it as markup), every handler looks the reviewer up from the login session (request.username),
+and admin handlers refuse anyone who is not an admin - the admin tab being hidden is only
+cosmetic. Login itself is enforced in front of Gradio (server.py).
+"""
+
+from __future__ import annotations
+
+import html
+import secrets
+from pathlib import Path
+
+import gradio as gr
+
+from labeling_ui import stats
+from labeling_ui.accounts import ReviewerInfo
+from labeling_ui.export import export
+from labeling_ui.schema import FLAG_KINDS
+from labeling_ui.store import LabelStore, SubmitError, Task, answer_label
+
+GUIDELINES = Path(__file__).with_name("guidelines.md")
+STYLE = Path(__file__).with_name("style.css")
+# Ctrl/Cmd+Enter submits from anywhere on the page (Enter in a rank box does too).
+HEAD = """<script>
+document.addEventListener('keydown', (e) => {
+  if ((e.ctrlKey || e.metaKey) && e.key === 'Enter') {
+    e.preventDefault();
+    document.querySelector('#submit-btn')?.click();
+  }
+});
+</script>"""
+FOCUS_FIRST_RANK = "() => { setTimeout(() => document.querySelector('#rank-0 input')?.focus(), 60); }"
+
+
+def escape(text: str) -> str:
+    """Model text as inert HTML text: tags, and the template syntax gr.HTML fills in, neutralised."""
+    out = html.escape(text, quote=True)
+    for ch, entity in (("$", "&#36;"), ("{", "&#123;"), ("}", "&#125;"), ("`", "&#96;")):
+        out = out.replace(ch, entity)
+    return out
+
+
+def prompt_html(task: Task | None) -> str:
+    if task is None:
+        return ('<div class="prompt-card done"><div class="card-label">All done</div><div class="prompt-text">'
+                "Nothing is waiting for you right now. Thank you! New items appear here when the next round of "
+                "answers is generated; reload the page later.</div></div>")
+    return (f'<div class="prompt-card"><div class="card-label">Prompt · item #{task.item_id}</div>'
+            f'<div class="prompt-text">{escape(task.prompt_text)}</div></div>')
+
+
+def answer_html(task: Task, position: int) -> str:
+    a = task.answers[position]
+    words = len(a.text.split())
+    badge = ('<span class="badge ok" title="The model finished this answer itself">complete</span>' if a.ended else
+             '<span class="badge cut" title="The model hit the length limit mid-answer">cut off</span>')
+    body = escape(a.text) if a.text.strip() else '<span class="empty">(empty answer)</span>'
+    return (f'<div class="answer-card"><div class="answer-head"><span class="answer-label">{a.label}</span>'
+            f'{badge}<span class="words">{words} word{"" if words == 1 else "s"}</span></div>'
+            f'<div class="answer-text" tabindex="-1">{body}</div></div>')
+
+
+def _reviewer(store: LabelStore, request: gr.Request) -> ReviewerInfo:
+    user = store.accounts.get(getattr(request, "username", None) or "")
+    if user is None:
+        raise gr.Error("Not logged in.")
+    return user
+
+
+def _admin(store: LabelStore, request: gr.Request) -> ReviewerInfo:
+    user = _reviewer(store, request)
+    if not user.is_admin:
+        raise gr.Error("Admins only.")
+    return user
+
+
+def build_blocks(store: LabelStore, export_dir: Path, guidelines: str | None = None, slots: int = 8) -> gr.Blocks:
+    slots = max(slots, store.max_answers(), 2)
+    guidelines_md = Path(guidelines).read_text(encoding="utf-8") if guidelines else GUIDELINES.read_text("utf-8")
+
+    with gr.Blocks(title="ranktune · rank answers", analytics_enabled=False) as demo:
+        state = gr.State(None)  # {"assignment_id", "token", "k"} of the task on screen
+        with gr.Row(elem_id="topbar"):
+            gr.Markdown("### ranktune · rank the answers", elem_id="title")
+            who = gr.Markdown("", elem_id="who")
+            gr.Button("Log out", link="/logout", size="sm", variant="secondary", scale=0, min_width=90)
+        with gr.Tabs():
+            with gr.Tab("Rank", id="rank"):
+                progress = gr.Markdown("", elem_id="progress")
+                with gr.Accordion("Guidelines", open=False, elem_id="guidelines"):
+                    gr.Markdown(guidelines_md)
+                prompt = gr.HTML(prompt_html(None), elem_id="prompt")
+                columns, cards, ranks = [], [], []
+                with gr.Row(equal_height=True, elem_id="answers"):
+                    for i in range(slots):
+                        with gr.Column(visible=False, min_width=220, elem_classes=["answer-col"]) as col:
+                            cards.append(gr.HTML("", elem_id=f"answer-{i}"))
+                            ranks.append(gr.Number(label=f"Rank of {answer_label(i)}", precision=0,
+                                                   elem_id=f"rank-{i}", placeholder="1 = best"))
+                        columns.append(col)
+                gr.Markdown("Type a rank under each answer: **1 = best**; equally good answers share a rank, and "
+                            "ranks skip no number (1, 1, 2, 3 is fine; 1, 1, 3, 4 is not). **Tab** moves to the "
+                            "next box; **Enter** submits.", elem_id="hint")
+                with gr.Row():
+                    flags = gr.CheckboxGroup(list(FLAG_KINDS), label="Flag this item (optional)", scale=1)
+                    comment = gr.Textbox(label="Comment (optional)", lines=2, max_lines=6, scale=2)
+                with gr.Accordion("Write a better answer (optional)", open=False):
+                    better = gr.Textbox(label="Your answer to the prompt: it becomes training data for the model",
+                                        lines=5, max_lines=20)
+                with gr.Row():
+                    submit = gr.Button("Submit ranking", variant="primary", elem_id="submit-btn", scale=2)
+                    skip = gr.Button("Skip this item", elem_id="skip-btn", scale=1)
+                    undo = gr.Button("Undo my last submission", elem_id="undo-btn", scale=1)
+                status = gr.Markdown("", elem_id="status")
+            with gr.Tab("Admin", id="admin", visible=False) as admin_tab:
+                refresh = gr.Button("Refresh", size="sm", elem_id="admin-refresh")
+                summary = gr.Markdown("", elem_id="admin-summary")
+                table = gr.Dataframe(headers=stats.REVIEWER_COLUMNS, interactive=False, elem_id="admin-table")
+                chart = gr.Plot(label="Throughput", elem_id="admin-plot")
+                with gr.Row():
+                    include_flagged = gr.Checkbox(label="Include flagged items", value=False)
+                    export_btn = gr.Button("Export rankings", variant="primary", elem_id="export-btn")
+                export_msg = gr.Markdown("", elem_id="export-msg")
+                export_files = gr.File(label="Exported files", file_count="multiple", interactive=False)
+
+        task_outputs = [state, progress, prompt, *columns, *cards, *ranks, flags, comment, better, submit, skip, status]
+
+        def view(task: Task | None, user: ReviewerInfo, message: str = "") -> list:
+            p = store.progress(user.name)
+            line = f"**{p.done} of {p.total} done**" + (f" · {p.skipped} skipped" if p.skipped else "")
+            if task is None:
+                return [None, line, prompt_html(None), *[gr.update(visible=False)] * slots, *[""] * slots,
+                        *[None] * slots, [], "", "", gr.update(interactive=False), gr.update(interactive=False),
+                        message]
+            k, prev = len(task.answers), task.previous
+            if task.round > 1:
+                line += f" · round {task.round}"
+            values = prev.ranks if prev and prev.ranks else [None] * k
+            return [{"assignment_id": task.assignment_id, "token": secrets.token_urlsafe(16), "k": k}, line,
+                    prompt_html(task), *[gr.update(visible=i < k) for i in range(slots)],
+                    *[answer_html(task, i) if i < k else "" for i in range(slots)],
+                    *[gr.update(value=values[i] if i < k else None, placeholder=f"1-{k}")
+                      for i in range(slots)],
+                    prev.flags if prev else [], prev.comment if prev else "", prev.demonstration if prev else "",
+                    gr.update(interactive=True), gr.update(interactive=True), message]
+
+        def unchanged(message: str) -> list:
+            return [gr.skip()] * (len(task_outputs) - 1) + [message]
+
+        def on_load(request: gr.Request):
+            user = _reviewer(store, request)
+            role = " (admin)" if user.is_admin else ""
+            return [f"Signed in as **{html.escape(user.name)}**{role}", gr.update(visible=user.is_admin),
+                    *view(store.next_task(user.name), user)]
+
+        def on_submit(request: gr.Request, current, *values):
+            # Gradio passes the request first, then the inputs: state, the rank boxes, flags, comment, answer.
+            user = _reviewer(store, request)
+            rank_values, (flag_values, comment_text, better_text) = values[:slots], values[slots:]
+            if not current:
+                return view(store.next_task(user.name), user)
+            try:
+                done = store.submit(user.name, current["assignment_id"], list(rank_values[:current["k"]]),
+                                    token=current["token"], flags=flag_values or [], comment=comment_text,
+                                    demonstration=better_text)
+            except SubmitError as err:
+                return unchanged(f"⚠️ {err}")
+            note = "Already saved." if done.duplicate else "Saved."
+            return view(store.next_task(user.name), user, f"✅ {note} Here is the next item.")
+
+        def on_skip(request: gr.Request, current, flag_values, comment_text, better_text):
+            user = _reviewer(store, request)
+            if current:
+                try:
+                    store.skip(user.name, current["assignment_id"], token=current["token"], flags=flag_values or [],
+                               comment=comment_text, demonstration=better_text)
+                except SubmitError as err:
+                    return unchanged(f"⚠️ {err}")
+            return view(store.next_task(user.name), user, "Skipped. Here is the next item.")
+
+        def on_undo(request: gr.Request):
+            user = _reviewer(store, request)
+            task = store.undo_last(user.name)
+            if task is None:
+                return unchanged("Nothing to undo: you can undo only your latest submission, once.")
+            return view(task, user, "↩️ Your last submission is reopened: change it and submit again.")
+
+        def admin_view(request: gr.Request):
+            _admin(store, request)
+            rankings, subs, now = store.rankings(), store.submissions(), store.clock()
+            agree = stats.agreement(rankings)
+            remaining = {r.name: store.progress(r.name).remaining for r in store.accounts.all()}
+            rows = stats.reviewer_table(subs, remaining, agree["per_reviewer"], now)
+            tp, counts = stats.throughput(subs, now), store.counts()
+            fmt = lambda x: "–" if x is None else f"{x:.3f}"  # noqa: E731
+            ranked_by = sum(1 for row in rows if row[1])  # the table also lists reviewers yet to rank anything
+            text = (f"**{counts['items']} items**, {counts['rankings']} rankings by {ranked_by} reviewers, "
+                    f"overlap {store.overlap}; {counts['open_claims']} items on someone's screen now.  \n"
+                    f"Throughput: {tp['last_hour']} in the last hour, {tp['last_day']} in the last day, "
+                    f"{tp['per_hour_overall'] or 0} per hour overall.  \n"
+                    f"Agreement on {agree['items_compared']} items ranked by 2+ reviewers "
+                    f"({agree['reviewer_pairs']} reviewer pairs): pairwise **{fmt(agree['pairwise_agreement'])}**, "
+                    f"Kendall's tau-b **{fmt(agree['kendall_tau'])}**, Krippendorff's alpha (ordinal) "
+                    f"**{fmt(agree['krippendorff_alpha'])}**.")
+            return text, rows, stats.progress_figure(subs)
+
+        def admin_export(request: gr.Request, flagged: bool):
+            _admin(store, request)
+            try:
+                s = export(store, export_dir, include_flagged=flagged)
+            except Exception as err:  # InputError (nothing to export) or a disk problem: show it
+                return f"⚠️ {err}", None
+            files = [str(export_dir / f) for f in ("rankings.jsonl", "pairs.jsonl", "demonstrations.jsonl")]
+            return (f"Exported {s['rankings']} rankings, {s['pairs']} pairs and {s['demonstrations']} written answers "
+                    f"to `{export_dir}` ({s['flagged_rankings_left_out']} flagged rankings left out)."), files
+
+        extra = [flags, comment, better]
+        opts = {"api_visibility": "private"}
+        demo.load(on_load, None, [who, admin_tab, *task_outputs], **opts).then(None, js=FOCUS_FIRST_RANK)
+        for trigger in [submit.click, *[r.submit for r in ranks]]:
+            trigger(on_submit, [state, *ranks, *extra], task_outputs, **opts).then(None, js=FOCUS_FIRST_RANK)
+        skip.click(on_skip, [state, *extra], task_outputs, **opts).then(None, js=FOCUS_FIRST_RANK)
+        undo.click(on_undo, None, task_outputs, **opts).then(None, js=FOCUS_FIRST_RANK)
+        refresh.click(admin_view, None, [summary, table, chart], api_name="admin_view", api_visibility="undocumented")
+        admin_tab.select(admin_view, None, [summary, table, chart], api_visibility="private")
+        export_btn.click(admin_export, [include_flagged], [export_msg, export_files], api_name="admin_export",
+                         api_visibility="undocumented")
+    demo.queue(default_concurrency_limit=8)
+    return demo
+
+
+def page_head() -> str:
+    return HEAD
+
+
+def page_css() -> str:
+    return STYLE.read_text(encoding="utf-8")

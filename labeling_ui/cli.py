@@ -1,0 +1,164 @@
+"""`python -m labeling_ui <command> [--config configs/label.yaml] [--setting value ...]`
+
+    generate      sample K answers per prompt from a policy into the label store
+    add-reviewer  create a reviewer account: add-reviewer NAME [--admin] [--password_file F]
+    serve         run the labeling web app (login required)
+    export        write rankings, pairs and demonstrations to runs/<run>/export/
+    simulate      simulated reviewers (rule-based, see ranktune/gold.py) rank every open item
+
+`python -m labeling_ui <command> --help` lists every setting.
+"""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from pathlib import Path
+
+from ranktune.config import parse_config
+from ranktune.errors import InputError, exit_on_input_error
+from ranktune.records import read_prompts
+from ranktune.runs import check_writable, run_dir
+
+from labeling_ui.config import (ALL, ExportArguments, GenerateArguments, ReviewerArguments, ServeArguments,
+                                SimulateArguments, StoreArguments)
+from labeling_ui.store import LabelStore
+
+COMMANDS = ("generate", "add-reviewer", "serve", "export", "simulate")
+
+
+def open_store(a: StoreArguments, serve: ServeArguments | None = None, must_exist: bool = False) -> LabelStore:
+    if a.claim_timeout_minutes <= 0:
+        raise InputError("must be more than 0", field="claim_timeout_minutes")
+    kwargs = {}
+    if serve is not None:
+        kwargs = {"round": a.round, "max_failures": serve.max_login_failures,
+                  "max_failures_per_client": serve.max_login_failures_per_client,
+                  "window_s": serve.login_window_minutes * 60, "session_s": serve.session_hours * 3600}
+    return LabelStore.for_run(a.run, a.runs_dir, a.db, must_exist=must_exist, overlap=a.overlap,
+                              claim_timeout_s=a.claim_timeout_minutes * 60, **kwargs)
+
+
+def cmd_generate(a: StoreArguments, g: GenerateArguments) -> dict:
+    from labeling_ui.generate import generate, pick_round
+
+    checks = [(g.k >= 2, "k", "must be at least 2 (reviewers compare answers)"),
+              (g.temperature > 0, "temperature", "must be more than 0"),
+              (0 < g.top_p <= 1, "top_p", "must be in (0, 1]"),
+              (g.max_new_tokens >= 1, "max_new_tokens", "must be at least 1"),
+              (g.batch_size >= 1, "batch_size", "must be at least 1")]
+    for ok, name, message in checks:
+        if not ok:
+            raise InputError(message, field=name)
+    if not a.db:
+        check_writable(run_dir(a.run, a.runs_dir), min_free_bytes=256 * 1024**2)
+    prompts = read_prompts(g.prompts)  # bad input fails here, before a model loads
+    if g.max_prompts:
+        prompts = prompts[:g.max_prompts]
+    store = open_store(a)
+    try:
+        round_ = pick_round(store, g.policy, a.round)
+        stats = generate(store, [p["prompt"] for p in prompts], g, round_)
+    finally:
+        store.close()
+    print(f"round {stats['round']} ({stats['policy']}): {stats['items_written']} new items, "
+          f"{stats['answers_written']} answers ({stats['cut_off']} cut off at max_new_tokens); "
+          f"{stats['already_done']} prompts already had answers in this round"
+          + (f"; {stats['duplicates']} duplicate prompts asked once" if stats["duplicates"] else ""))
+    return stats
+
+
+def _read_password(r: ReviewerArguments) -> str:
+    if r.password_file:
+        path = Path(r.password_file)
+        if not path.is_file():
+            raise InputError("password file not found", path)
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return lines[0] if lines else ""
+    if sys.stdin.isatty():
+        first = getpass.getpass(f"password for {r.name}: ")
+        if getpass.getpass("again: ") != first:
+            raise InputError("the two passwords differ", field="password")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def cmd_add_reviewer(a: StoreArguments, r: ReviewerArguments):
+    if not r.name:
+        raise InputError("usage: python -m labeling_ui add-reviewer NAME [--admin] [--password_file FILE]")
+    store = open_store(a)
+    try:
+        user = store.accounts.add(r.name, _read_password(r), admin=r.admin, update=r.update)
+    finally:
+        store.close()
+    print(f"{'updated' if r.update else 'added'} {'admin' if user.is_admin else 'reviewer'} '{user.name}' "
+          f"in {store.db.display()}")
+    return user
+
+
+def cmd_serve(a: StoreArguments, s: ServeArguments):
+    from labeling_ui.server import serve
+
+    for path in (s.ssl_certfile, s.ssl_keyfile, s.guidelines):
+        if path and not Path(path).is_file():
+            raise InputError("file not found", path)
+    if bool(s.ssl_certfile) != bool(s.ssl_keyfile):
+        raise InputError("TLS needs both --ssl_certfile and --ssl_keyfile")
+    store = open_store(a, s, must_exist=True)
+    serve(store, s.host, s.port, run_dir(a.run, a.runs_dir) / "export", s.guidelines, s.answer_slots,
+          s.ssl_certfile, s.ssl_keyfile)
+
+
+def cmd_export(a: StoreArguments, e: ExportArguments) -> dict:
+    from labeling_ui.export import export
+
+    out = Path(e.out) if e.out else run_dir(a.run, a.runs_dir) / "export"
+    check_writable(out.parent, min_free_bytes=64 * 1024**2)
+    store = open_store(a, must_exist=True)
+    try:
+        summary = export(store, out, include_flagged=e.include_flagged)
+    finally:
+        store.close()
+    print(f"exported {summary['rankings']} rankings, {summary['pairs']} pairs, {summary['demonstrations']} "
+          f"demonstrations to {out} ({summary['flagged_rankings_left_out']} flagged rankings left out, "
+          f"{summary['tied_pairs']} tied pairs make no pair)")
+    return summary
+
+
+def cmd_simulate(a: StoreArguments, m: SimulateArguments, seed: int) -> dict:
+    from labeling_ui.simulate import default_panel, simulate_reviews
+
+    if m.simulated_reviewers < 1:
+        raise InputError("must be at least 1", field="simulated_reviewers")
+    store = open_store(a, must_exist=True)
+    try:
+        panel = default_panel(m.simulated_reviewers, m.reviewer_noise, m.reviewer_disagreement, seed)
+        stats = simulate_reviews(store, panel, m.max_per_reviewer)
+    finally:
+        store.close()
+    print(f"{stats['rankings']} rankings by simulated reviewers "
+          + ", ".join(f"{k}: {v}" for k, v in stats["per_reviewer"].items()))
+    return stats
+
+
+@exit_on_input_error
+def main(argv: list[str] | None = None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return None
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        raise InputError(f"unknown command '{command}'; expected one of: {', '.join(COMMANDS)}")
+    if command == "add-reviewer" and rest and not rest[0].startswith("-"):
+        rest = ["--name", rest[0], *rest[1:]]
+    store_args, gen_args, serve_args, export_args, reviewer_args, simulate_args = parse_config(ALL, rest)
+    if command == "generate":
+        return cmd_generate(store_args, gen_args)
+    if command == "add-reviewer":
+        return cmd_add_reviewer(store_args, reviewer_args)
+    if command == "serve":
+        return cmd_serve(store_args, serve_args)
+    if command == "simulate":
+        return cmd_simulate(store_args, simulate_args, gen_args.seed)
+    return cmd_export(store_args, export_args)

@@ -1,0 +1,86 @@
+"""Settings of the labeling app, parsed TRL-style (configs/label.yaml + command-line overrides).
+
+Every subcommand parses all of these groups, so one YAML file serves them all; each
+subcommand reads only the groups it needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class StoreArguments:
+    run: str = field(default="default", metadata={"help": "Run name: the store is <runs_dir>/<run>/labels.db."})
+    runs_dir: str = field(default="runs", metadata={"help": "Folder holding all runs."})
+    db: str | None = field(
+        default=None, metadata={"help": "A database URL instead of the run's SQLite file, e.g. "
+                                        "postgresql://user:pass@host/labels for a team."})
+    overlap: int = field(default=2, metadata={"help": "How many different reviewers rank each item."})
+    claim_timeout_minutes: float = field(
+        default=30, metadata={"help": "A claimed item not submitted within this time is offered to others again."})
+    round: int | None = field(
+        default=None, metadata={"help": "generate: the round the answers belong to (default: the latest round if "
+                                        "it has the same policy, else a new one). serve: only offer this round."})
+
+
+@dataclass
+class GenerateArguments:
+    policy: str = field(default="smollm2-135m",
+                        metadata={"help": "The model that writes the answers: bundled name, model folder or hub id."})
+    prompts: str = field(default="data/prompts.jsonl", metadata={"help": "Prompts file (JSONL with 'prompt')."})
+    k: int = field(default=4, metadata={"help": "Answers sampled per prompt."})
+    max_prompts: int | None = field(default=None, metadata={"help": "Use only the first N prompts."})
+    temperature: float = field(default=0.9, metadata={"help": "Sampling temperature."})
+    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling: keep the smallest token set with this mass."})
+    max_new_tokens: int = field(default=160, metadata={"help": "Answers longer than this are cut off (and marked so)."})
+    batch_size: int = field(default=8, metadata={"help": "Prompts per generate() call (each sampled k times)."})
+    seed: int = field(default=0, metadata={"help": "Sampling seed."})
+
+
+@dataclass
+class ServeArguments:
+    host: str = field(default="127.0.0.1", metadata={"help": "Address to bind. Anything but loopback needs TLS."})
+    port: int = field(default=7860, metadata={"help": "Port to listen on."})
+    ssl_certfile: str | None = field(default=None, metadata={"help": "TLS certificate (PEM) for HTTPS."})
+    ssl_keyfile: str | None = field(default=None, metadata={"help": "TLS private key (PEM) for HTTPS."})
+    guidelines: str | None = field(default=None,
+                                   metadata={"help": "Markdown file with the reviewer guidelines "
+                                                     "(default: labeling_ui/guidelines.md)."})
+    session_hours: float = field(default=12, metadata={"help": "How long a login lasts."})
+    max_login_failures: int = field(default=5,
+                                    metadata={"help": "Failed logins per name within login_window_minutes "
+                                                      "before that name is locked for the window."})
+    max_login_failures_per_client: int = field(default=20, metadata={"help": "The same, per client address."})
+    login_window_minutes: float = field(default=15, metadata={"help": "Window for counting failed logins."})
+    answer_slots: int = field(default=8, metadata={"help": "Most answers one item may show (page layout)."})
+
+
+@dataclass
+class ExportArguments:
+    include_flagged: bool = field(default=False,
+                                  metadata={"help": "Also export items a reviewer flagged (unsafe/broken/off-topic)."})
+    out: str | None = field(default=None, metadata={"help": "Export folder (default: <runs_dir>/<run>/export)."})
+
+
+@dataclass
+class ReviewerArguments:
+    name: str | None = field(default=None, metadata={"help": "add-reviewer: the reviewer's login name."})
+    admin: bool = field(default=False, metadata={"help": "add-reviewer: may see the admin tab and export."})
+    password_file: str | None = field(
+        default=None, metadata={"help": "add-reviewer: read the password from this file's first line "
+                                        "(otherwise from stdin or a prompt)."})
+    update: bool = field(default=False,
+                         metadata={"help": "add-reviewer: change an existing reviewer's password/admin flag."})
+
+
+@dataclass
+class SimulateArguments:
+    simulated_reviewers: int = field(default=3, metadata={"help": "simulate: how many simulated reviewers (sim-1, ...)."})
+    reviewer_noise: float = field(default=0.3, metadata={"help": "simulate: std of each reviewer's per-answer noise."})
+    reviewer_disagreement: float = field(
+        default=0.5, metadata={"help": "simulate: spread of the reviewers' length tastes (how much they disagree)."})
+    max_per_reviewer: int | None = field(default=None, metadata={"help": "simulate: rank at most this many each."})
+
+
+ALL = (StoreArguments, GenerateArguments, ServeArguments, ExportArguments, ReviewerArguments, SimulateArguments)

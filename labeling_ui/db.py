@@ -1,0 +1,151 @@
+"""Connecting to the label store: SQLite (WAL) for one machine, PostgreSQL for a team.
+
+SQLite: every write transaction starts with BEGIN IMMEDIATE, which takes the database's write
+lock up front. With SQLite's default (deferred) BEGIN two transactions that both read and then
+write can deadlock, and one fails with "database is locked" after the busy timeout. Reads use a
+second engine with plain BEGIN, so reviewers' page loads never wait for a writer (WAL).
+
+PostgreSQL: READ COMMITTED; the claim locks the item row it fills (SELECT ... FOR UPDATE), and
+uniqueness constraints settle the remaining races, which callers retry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator, TypeVar
+
+from sqlalchemy import create_engine, event, inspect
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from labeling_ui.schema import SCHEMA_VERSION, Base, Meta
+from ranktune.errors import InputError
+
+T = TypeVar("T")
+BUSY_TIMEOUT_S = 30
+
+
+def utcnow() -> datetime:
+    """Naive UTC, the form every timestamp in the store takes."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def sqlite_url(path: str | Path) -> str:
+    return f"sqlite:///{Path(path)}"
+
+
+def _sqlite_engine(url, write: bool) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None  # let SQLAlchemy's "begin" event below emit BEGIN itself
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")  # durable across app crashes; WAL keeps it consistent
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+class Database:
+    """Two session factories over one database: `write()` and `read()` transactions."""
+
+    def __init__(self, url: str):
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise InputError(f"not a database URL: {url!r} (expected sqlite:///file.db or postgresql://...)",
+                             field="db") from None
+        self.url = parsed
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            self.write_engine = _sqlite_engine(parsed, write=True)
+            self.read_engine = _sqlite_engine(parsed, write=False)
+        else:
+            try:
+                self.write_engine = create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            except ModuleNotFoundError as err:
+                raise InputError(f"the database driver is not installed ({err.name}); for PostgreSQL "
+                                 "install psycopg2-binary", field="db") from None
+            self.read_engine = self.write_engine
+        self._writer = sessionmaker(self.write_engine, expire_on_commit=False)
+        self._reader = sessionmaker(self.read_engine, expire_on_commit=False)
+        self._create_schema()
+
+    def _create_schema(self) -> None:
+        try:
+            Base.metadata.create_all(self.write_engine)
+            with self.write() as s:
+                row = s.get(Meta, "schema_version")
+                if row is None:
+                    s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+                elif row.value != str(SCHEMA_VERSION):
+                    raise InputError(f"label store has schema version {row.value}; this code reads "
+                                     f"version {SCHEMA_VERSION}", self.display())
+        except OperationalError as err:
+            first = str(err.orig).splitlines()[0] if err.orig else str(err)
+            raise InputError(f"cannot open the label store ({first})", self.display()) from None
+
+    def display(self) -> str:
+        """The URL without its password, for messages and logs."""
+        return self.url.render_as_string(hide_password=True)
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Session]:
+        """One write transaction: committed on success, rolled back on any exception."""
+        with self._writer() as session, session.begin():
+            yield session
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._reader() as session, session.begin():
+            yield session
+
+    def retry(self, fn: Callable[[Session], T], attempts: int = 5) -> T:
+        """Run `fn` in a write transaction, again if a concurrent writer won a race.
+
+        A unique constraint (two tabs claiming one item) or a PostgreSQL deadlock/serialization
+        failure rolls the whole transaction back, so running it again from the start is safe.
+        """
+        for attempt in range(attempts):
+            try:
+                with self.write() as session:
+                    return fn(session)
+            except (IntegrityError, OperationalError) as err:
+                if attempt == attempts - 1 or not _retryable(err):
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def tables(self) -> list[str]:
+        return inspect(self.read_engine).get_table_names()
+
+    def scalar(self, stmt):
+        with self.read() as s:
+            return s.scalar(stmt)
+
+    def dispose(self) -> None:
+        self.write_engine.dispose()
+        self.read_engine.dispose()
+
+
+def _retryable(err: Exception) -> bool:
+    if isinstance(err, IntegrityError):
+        return True
+    code = getattr(getattr(err, "orig", None), "pgcode", None)
+    text = str(getattr(err, "orig", err)).lower()
+    return code in ("40001", "40P01") or "database is locked" in text
+

@@ -1,0 +1,162 @@
+"""The label store's tables (SQLAlchemy 2, SQLite or PostgreSQL).
+
+    prompts ─┬─ items (one prompt's K answers from one round) ── candidates (the K answers)
+             │     └─ assignments (item x reviewer: a claim, then done / skipped / released)
+             │            └─ rankings (every submission, kept forever; undo sets withdrawn_at)
+             │                   ├─ flags, comments, demonstrations
+    reviewers ── sessions, login_attempts
+
+Reviewers' hours are the expensive part of the pipeline, so nothing a reviewer sent is ever
+deleted: an undone submission is marked withdrawn, and exports read only the active ones.
+Times are naive UTC datetimes (SQLite keeps no time zone).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+SCHEMA_VERSION = 1
+
+# Assignment states. An "open" claim counts toward an item's overlap until it expires.
+OPEN, DONE, SKIPPED, RELEASED = "open", "done", "skipped", "released"
+FLAG_KINDS = ("unsafe", "broken", "off-topic")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Meta(Base):
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Prompt(Base):
+    __tablename__ = "prompts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of the prompt's JSON
+    prompt: Mapped[str | list] = mapped_column(JSON)  # text, or chat messages as in the prompts file
+    text: Mapped[str] = mapped_column(Text)  # readable one-string form, for people
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Item(Base):
+    """What one reviewer ranks at once: K answers to one prompt, written in one round."""
+
+    __tablename__ = "items"
+    __table_args__ = (UniqueConstraint("prompt_id", "round"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id"), index=True)
+    round: Mapped[int] = mapped_column(Integer, index=True)
+    policy: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    prompt_row: Mapped[Prompt] = relationship()
+    candidates: Mapped[list["Candidate"]] = relationship(order_by="Candidate.position")
+
+
+class Candidate(Base):
+    __tablename__ = "candidates"
+    __table_args__ = (UniqueConstraint("item_id", "position"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)  # 0..K-1, the order reviewers see
+    text: Mapped[str] = mapped_column(Text)
+    policy: Mapped[str] = mapped_column(Text)
+    round: Mapped[int] = mapped_column(Integer)
+    ended: Mapped[bool] = mapped_column(Boolean)  # the model emitted EOS (not cut off at max_new_tokens)
+    num_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    generation: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # sampling settings
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Reviewer(Base):
+    __tablename__ = "reviewers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))  # scrypt$n$r$p$salt$hash, never the password
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Assignment(Base):
+    __tablename__ = "assignments"
+    # One row per (item, reviewer): an item never goes to the same reviewer twice.
+    __table_args__ = (UniqueConstraint("item_id", "reviewer_id"), Index("ix_assignments_item_status", "item_id", "status"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("reviewers.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    claimed_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    item: Mapped[Item] = relationship()
+
+
+class Ranking(Base):
+    """One submission: a ranking (dense ranks, 1 = best, ties allowed) or a skip."""
+
+    __tablename__ = "rankings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # also the order submissions arrived in
+    uid: Mapped[str] = mapped_column(String(32), unique=True)  # the exported ranking_id
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("reviewers.id"), index=True)
+    ranks: Mapped[list | None] = mapped_column(JSON, nullable=True)  # by candidate position; None = skipped
+    skipped: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The client's token for this submission: a retried or double-clicked submit finds its row here.
+    submit_token: Mapped[str] = mapped_column(String(64), unique=True)
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)  # claim to submit
+    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)  # undone by its reviewer
+    assignment: Mapped[Assignment] = relationship()
+    flags: Mapped[list["Flag"]] = relationship()
+    comments: Mapped[list["Comment"]] = relationship()
+    demonstrations: Mapped[list["Demonstration"]] = relationship()
+
+
+class Flag(Base):
+    __tablename__ = "flags"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ranking_id: Mapped[int] = mapped_column(ForeignKey("rankings.id"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+
+
+class Comment(Base):
+    __tablename__ = "comments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ranking_id: Mapped[int] = mapped_column(ForeignKey("rankings.id"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
+    text: Mapped[str] = mapped_column(Text)
+
+
+class Demonstration(Base):
+    """A reviewer's own better answer to the prompt: SFT data."""
+
+    __tablename__ = "demonstrations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ranking_id: Mapped[int] = mapped_column(ForeignKey("rankings.id"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
+    text: Mapped[str] = mapped_column(Text)
+
+
+class Session(Base):
+    __tablename__ = "sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the cookie value
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("reviewers.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class LoginAttempt(Base):
+    __tablename__ = "login_attempts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), index=True)
+    client: Mapped[str] = mapped_column(String(64), index=True)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    at: Mapped[datetime] = mapped_column(DateTime, index=True)

@@ -1,0 +1,46 @@
+"""Simulated reviewers: rule-based stand-ins that label through the same store as people do.
+
+Each is a `ranktune.gold.SimulatedReviewer` (the documented gold preference, plus a personal
+length taste and noise). They log in to nothing, but otherwise follow a human's path: claim the
+next task, rank its answers (ties allowed), submit with a fresh token, and the assignment rules
+(overlap, never the same item twice) apply to them unchanged. Their accounts are named
+`sim-1`, `sim-2`, ... and marked as simulated in the store's reviewer list by that prefix.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from tqdm.auto import tqdm
+
+from ranktune.gold import SimulatedReviewer, simulated_panel
+from labeling_ui.store import LabelStore
+
+
+def ensure_accounts(store: LabelStore, panel: list[SimulatedReviewer]) -> None:
+    """Create the simulated reviewers' accounts (with unusable random passwords) if missing."""
+    for reviewer in panel:
+        if store.accounts.get(reviewer.name) is None:
+            store.accounts.add(reviewer.name, secrets.token_urlsafe(24))
+
+
+def simulate_reviews(store: LabelStore, panel: list[SimulatedReviewer], max_per_reviewer: int | None = None) -> dict:
+    """Every reviewer of `panel` ranks items until none is left for them (or `max_per_reviewer`)."""
+    ensure_accounts(store, panel)
+    done = {r.name: 0 for r in panel}
+    bar = tqdm(desc="simulated reviewers", unit="ranking")
+    for reviewer in panel:
+        while max_per_reviewer is None or done[reviewer.name] < max_per_reviewer:
+            task = store.next_task(reviewer.name)
+            if task is None:
+                break
+            ranks = reviewer.rank(task.prompt_text, [a.text for a in task.answers], [a.ended for a in task.answers])
+            store.submit(reviewer.name, task.assignment_id, ranks, token=secrets.token_hex(16))
+            done[reviewer.name] += 1
+            bar.update()
+    bar.close()
+    return {"rankings": sum(done.values()), "per_reviewer": done}
+
+
+def default_panel(n: int = 3, noise: float = 0.3, disagreement: float = 0.5, seed: int = 0) -> list[SimulatedReviewer]:
+    return simulated_panel(n, noise=noise, disagreement=disagreement, seed=seed)

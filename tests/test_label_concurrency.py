@@ -1,0 +1,195 @@
+"""Many reviewers at once: claims never collide, every submit is counted exactly once, retried
+submits are idempotent. On SQLite (WAL) always; on a throwaway PostgreSQL server when Debian's
+postgresql binaries are installed."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from labeling_ui.db import sqlite_url
+from labeling_ui.store import LabelStore
+
+PASSWORD = "correct horse"
+PG_BIN = next((p for p in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+               if (p / "initdb").is_file()), None) if Path("/usr/lib/postgresql").is_dir() else None
+
+
+def fill(store: LabelStore, n_items: int, n_reviewers: int, k: int = 4) -> list[str]:
+    for i in range(n_items):
+        store.add_item(f"prompt {i}", [f"answer {i}.{j}" for j in range(k)], [True] * k, "pol", 1)
+    names = [f"r{i}" for i in range(n_reviewers)]
+    for name in names:
+        store.accounts.add(name, PASSWORD)
+    return names
+
+
+def run_threads(target, args_list):
+    errors = []
+    barrier = threading.Barrier(len(args_list))
+
+    def wrapped(*args):
+        try:
+            barrier.wait()  # start together, to make the races real
+            target(*args)
+        except Exception as err:  # noqa: BLE001 - reported by the test
+            errors.append(err)
+
+    threads = [threading.Thread(target=wrapped, args=a) for a in args_list]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+
+
+def check_many_reviewers(store: LabelStore, n_items: int = 24, n_reviewers: int = 8, overlap: int = 3):
+    names = fill(store, n_items, n_reviewers)
+    done: dict[str, list[int]] = {name: [] for name in names}
+
+    def review(name: str):
+        n = 0
+        while (task := store.next_task(name)) is not None:
+            token = f"{name}-{task.assignment_id}-tok"
+            ranks = [1 + (n + j) % 4 for j in range(4)]
+            first = store.submit(name, task.assignment_id, ranks, token=token)
+            retry = store.submit(name, task.assignment_id, ranks, token=token)  # a double click
+            assert retry.duplicate and retry.ranking_id == first.ranking_id
+            done[name].append(task.item_id)
+            n += 1
+
+    run_threads(review, [(n,) for n in names])
+    rankings = store.rankings()
+    assert len(rankings) == n_items * overlap == sum(len(v) for v in done.values())
+    per_item = Counter(r["item_id"] for r in rankings)
+    assert set(per_item.values()) == {overlap}  # every item exactly `overlap` times, none more
+    for name, items in done.items():
+        assert len(items) == len(set(items)), f"{name} got an item twice"
+    assert len({r["ranking_id"] for r in rankings}) == len(rankings)
+
+
+def check_simultaneous_claims_never_share_a_slot(store: LabelStore, n: int = 12):
+    names = fill(store, n, n)
+    got: dict[str, int] = {}
+
+    def claim(name):
+        got[name] = store.next_task(name).item_id
+
+    run_threads(claim, [(name,) for name in names])
+    assert sorted(got.values()) == list(range(1, n + 1))  # overlap 1: twelve reviewers, twelve different items
+
+
+def check_same_token_at_once_writes_one_row(store: LabelStore):
+    fill(store, 1, 1)
+    task = store.next_task("r0")
+    results = []
+    run_threads(lambda: results.append(store.submit("r0", task.assignment_id, [1, 2, 3, 4], token="same-token-1")),
+                [()] * 8)
+    assert len({r.ranking_id for r in results}) == 1 and sum(not r.duplicate for r in results) == 1
+    assert len(store.rankings()) == 1
+
+
+def test_many_reviewers_sqlite(tmp_path):
+    check_many_reviewers(LabelStore(sqlite_url(tmp_path / "l.db"), overlap=3))
+
+
+def test_simultaneous_claims_sqlite(tmp_path):
+    check_simultaneous_claims_never_share_a_slot(LabelStore(sqlite_url(tmp_path / "l.db"), overlap=1))
+
+
+def test_same_token_at_once_sqlite(tmp_path):
+    check_same_token_at_once_writes_one_row(LabelStore(sqlite_url(tmp_path / "l.db")))
+
+
+# ---- PostgreSQL -----------------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A throwaway PostgreSQL server on loopback, run as a non-root user, removed afterwards."""
+    if PG_BIN is None:
+        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
+    pytest.importorskip("psycopg2")
+    demote, owner = None, None
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        for name in ("postgres", "nobody"):
+            try:
+                owner = pwd.getpwnam(name)
+                break
+            except KeyError:
+                continue
+        if owner is None:
+            pytest.skip("running as root and no unprivileged user to run PostgreSQL as")
+
+        def demote():
+            os.setgid(owner.pw_gid)
+            os.setuid(owner.pw_uid)
+
+    root = Path(tempfile.mkdtemp(prefix="ranktune-pg-"))
+    data, port = root / "data", _free_port()
+    if owner is not None:
+        os.chown(root, owner.pw_uid, owner.pw_gid)
+
+    def run(*cmd, **kw):
+        return subprocess.run([str(PG_BIN / cmd[0]), *cmd[1:]], preexec_fn=demote, cwd=root, check=True,
+                              capture_output=True, text=True, timeout=120, **kw)
+
+    try:
+        run("initdb", "-D", str(data), "-U", "ranktune", "--auth=trust", "-E", "UTF8", "--no-sync")
+        run("pg_ctl", "-D", str(data), "-l", str(root / "log"), "-w", "-t", "60", "start", "-o",
+            f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c max_connections=100")
+    except subprocess.CalledProcessError as err:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip(f"could not start a PostgreSQL server: {(err.stderr or err.stdout).strip()[:200]}")
+    try:
+        run("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "ranktune", "labels")
+        yield f"postgresql+psycopg2://ranktune@127.0.0.1:{port}/labels"
+    finally:
+        subprocess.run([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], preexec_fn=demote,
+                       capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _fresh_pg_store(url: str, overlap: int) -> LabelStore:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as conn:  # an empty schema per test
+        conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    engine.dispose()
+    return LabelStore(url, overlap=overlap)
+
+
+def test_many_reviewers_postgres(postgres_url):
+    store = _fresh_pg_store(postgres_url, overlap=3)
+    started = time.monotonic()
+    check_many_reviewers(store)
+    assert time.monotonic() - started < 120
+    store.close()
+
+
+def test_simultaneous_claims_postgres(postgres_url):
+    store = _fresh_pg_store(postgres_url, overlap=1)
+    check_simultaneous_claims_never_share_a_slot(store)
+    store.close()
+
+
+def test_same_token_at_once_postgres(postgres_url):
+    store = _fresh_pg_store(postgres_url, overlap=2)
+    check_same_token_at_once_writes_one_row(store)
+    store.close()
