@@ -21,13 +21,20 @@ NORMALIZATION_FILE = "reward_normalization.json"
 
 
 def read_normalization(folder: str | Path) -> tuple[float, float]:
+    gain, bias, _ = read_normalization_settings(folder)
+    return gain, bias
+
+
+def read_normalization_settings(folder: str | Path) -> tuple[float, float, int | None]:
+    """gain, bias and the max_length the normalisation was fitted at (None when not recorded)."""
     path = Path(folder) / NORMALIZATION_FILE
     if not path.is_file():
-        return 1.0, 0.0
+        return 1.0, 0.0, None
     try:
         data = json.loads(path.read_text())
-        return float(data["gain"]), float(data["bias"])
-    except (ValueError, KeyError, TypeError) as err:
+        max_length = data.get("max_length")
+        return float(data["gain"]), float(data["bias"]), int(max_length) if max_length is not None else None
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise InputError(f"bad reward normalisation ({err})", path) from None
 
 
@@ -39,10 +46,12 @@ class RewardScorer:
         self.gain, self.bias, self.max_length = gain, bias, max_length
 
     @classmethod
-    def load(cls, folder: str | Path, dtype=None, max_length: int = 512) -> "RewardScorer":
+    def load(cls, folder: str | Path, dtype=None, max_length: int | None = None) -> "RewardScorer":
+        """`max_length` defaults to the one the model was trained and normalised at: texts cut
+        at another length score differently, and the stored gain/bias would no longer fit."""
         model, tokenizer = load_sequence_classifier(str(folder), dtype=dtype)
-        gain, bias = read_normalization(folder)
-        return cls(model, tokenizer, gain, bias, max_length)
+        gain, bias, trained_length = read_normalization_settings(folder)
+        return cls(model, tokenizer, gain, bias, max_length or trained_length or 512)
 
     @property
     def device(self) -> torch.device:

@@ -1,0 +1,140 @@
+"""Reward-model accuracy on real human preferences: Anthropic HH-RLHF (harmless-base).
+
+    python benchmarks/reward_hh.py --data ../shared/data/hh-rlhf/harmless-train.jsonl
+
+The benchmark splits the pairs by prompt into train and test itself (a prompt is never on both
+sides), then trains each setting through `reward.train.main` — the code path of `python -m
+reward` — on the train part, and scores the same test pairs with the published folder through
+`RewardScorer` (what PPO will use). Each setting runs in its own process, so peak memory is its
+own. Printed: held-out accuracy beside the "longer answer wins" baseline, train time, peak RSS.
+
+Anchors on HH (harmless): longer answer ~0.55 (on this file it is below 0.5: here the shorter
+answer is more often the harmless one), gpt2-large ~0.73.
+On HH every ranking is a single pair, where the listwise (Plackett-Luce) loss *is* the pairwise
+loss; the settings compared here are therefore full fine-tuning against LoRA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+SETTINGS = {
+    # name: command-line overrides on top of configs/reward.yaml
+    "full": ["--learning_rate", "2e-5"],
+    "lora": ["--use_peft", "true", "--lora_r", "16", "--lora_alpha", "32", "--lora_target_modules", "all-linear",
+             "--learning_rate", "2e-4"],
+}
+
+
+def split(data: str, test_pairs: int, max_train: int | None, seed: int, folder: Path) -> tuple[Path, list]:
+    """Train file (plain JSONL, as `python -m reward` reads it) and the test rankings."""
+    from reward.data import split_by_prompt, subsample
+    from reward.records import read_rankings
+
+    rankings, _ = read_rankings(data)
+    train, test = split_by_prompt(rankings, test_pairs / len(rankings), seed)
+    train = subsample(train, max_train, seed)
+    rows = [json.loads(line) for line in Path(data).read_text(encoding="utf-8").splitlines() if line.strip()]
+    keep = {int(r.where.rsplit(":", 1)[1]) for r in train}  # line numbers: the train file keeps the raw records
+    out = folder / "train.jsonl"
+    out.write_text("".join(json.dumps(row) + "\n" for i, row in enumerate(rows, 1) if i in keep))
+    return out, test
+
+
+def run_setting(name: str, args: list[str], test, threads: int, queue) -> None:
+    """In a child process: train, then score the held-out pairs with the published folder."""
+    import torch
+
+    from ranktune.scoring import RewardScorer
+    from reward.evaluate import pair_metrics, score_rankings
+    from reward.train import main
+
+    torch.set_num_threads(threads)
+    start = time.time()
+    final = main(args)
+    metrics = json.loads((final / "metrics.json").read_text())
+    scorer = RewardScorer.load(final)
+    scores = score_rankings(scorer, test, batch_size=16, desc="test")
+    test_metrics = pair_metrics(test, scores)
+    queue.put({"setting": name, "accuracy": test_metrics["accuracy"], "test_pairs": test_metrics["pairs"],
+               "length_baseline": test_metrics["length_baseline_accuracy"], "loss": test_metrics["loss"],
+               "ece": test_metrics["expected_calibration_error"],
+               "train_pairs": metrics["train_pairs"], "train_seconds": metrics["train_seconds"],
+               "steps": metrics["global_step"], "train_loss": metrics["train_loss"],
+               "cut": metrics["train_answers_cut_to_max_length"], "threads": threads,
+               "total_seconds": round(time.time() - start, 1),
+               "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="HH-RLHF JSONL (prompt, chosen, rejected)")
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--settings", default="full,lora", help=f"comma-separated, from {', '.join(SETTINGS)}")
+    parser.add_argument("--max_train_rankings", type=int, default=None, help="train on a seeded sample")
+    parser.add_argument("--test_pairs", type=int, default=150, help="about this many pairs held out, by prompt")
+    parser.add_argument("--max_length", type=int, default=320)
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--batch_size", type=int, default=4, help="pairs per forward pass")
+    parser.add_argument("--grad_accum", type=int, default=1, help="forward passes per optimizer step")
+    parser.add_argument("--normalization_samples", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", default=None, help="keep runs and results.json here (default: a temp folder)")
+    opts, extra = parser.parse_known_args()  # anything else goes to python -m reward as is
+    names = [s for s in opts.settings.split(",") if s]
+    unknown = [s for s in names if s not in SETTINGS]
+    if unknown:
+        parser.error(f"unknown setting(s) {unknown}; known: {list(SETTINGS)}")
+
+    import torch
+
+    root = Path(opts.out) if opts.out else Path(tempfile.mkdtemp(prefix="reward-hh-"))
+    root.mkdir(parents=True, exist_ok=True)
+    train_file, test = split(opts.data, opts.test_pairs, opts.max_train_rankings, opts.seed, root)
+    config = Path(__file__).resolve().parent.parent / "configs" / "reward.yaml"
+    common = ["--config", str(config), "--model_name_or_path", opts.model, "--data", str(train_file),
+              "--runs_dir", str(root / "runs"), "--eval_fraction", "0", "--max_length", str(opts.max_length),
+              "--num_train_epochs", str(opts.epochs), "--per_device_train_batch_size", str(opts.batch_size),
+              "--gradient_accumulation_steps", str(opts.grad_accum),
+              "--normalization_samples", str(opts.normalization_samples), "--seed", str(opts.seed),
+              "--disable_tqdm", "true", "--save_strategy", "no", *extra]
+    threads = opts.threads or torch.get_num_threads()
+    print(f"HH-RLHF: {len(test)} test pairs ({len({r.prompt_key for r in test})} prompts never trained on), "
+          f"training file {train_file}; settings {names}", flush=True)
+
+    ctx = multiprocessing.get_context("spawn")
+    results = []
+    for name in names:
+        queue = ctx.Queue()
+        args = common + ["--run", name] + SETTINGS[name]
+        proc = ctx.Process(target=run_setting, args=(name, args, test, threads, queue))
+        proc.start()
+        proc.join()
+        if proc.exitcode != 0:
+            print(f"setting {name}: failed (exit code {proc.exitcode})", flush=True)
+            continue
+        results.append(queue.get())
+        print(json.dumps(results[-1]), flush=True)
+
+    (root / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nHH-RLHF harmless, {opts.model}, max_length {opts.max_length}, {opts.epochs:g} epoch(s), "
+          f"batch {opts.batch_size} x {opts.grad_accum} pairs; results in {root / 'results.json'}")
+    print(f"{'setting':<8} {'train pairs':>11} {'steps':>5} {'test acc':>8} {'longer wins':>11} {'test loss':>9} "
+          f"{'train s':>8} {'peak RSS MiB':>12}")
+    for r in results:
+        print(f"{r['setting']:<8} {r['train_pairs']:>11} {r['steps']:>5} {r['accuracy']:>8.3f} "
+              f"{r['length_baseline']:>11.3f} {r['loss']:>9.3f} {r['train_seconds']:>8.0f} {r['peak_rss_mib']:>12}")
+
+
+if __name__ == "__main__":
+    main()

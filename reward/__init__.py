@@ -1,0 +1,1 @@
+"""Stage 3: a reward model learned from reviewers' rankings (`python -m reward`)."""

@@ -1,0 +1,3 @@
+from reward.train import main
+
+main()

@@ -1,0 +1,55 @@
+"""The two ways to learn a reward from a ranking, written out.
+
+r is the reward model's score of each answer (one scalar, read at the answer's final EOS).
+
+pairwise (InstructGPT eq. 1): for a ranking with pairs (w better than l),
+    loss(ranking) = mean over its pairs of  -log sigmoid(r_w - r_l - margin)
+and each ranking counts once in the batch mean, however many pairs it has.
+
+listwise (Plackett-Luce): the ranking is read as choosing, best first, which answer comes next
+from those not yet placed: P = prod_k exp(r_k) / sum_{j placed at k or later} exp(r_j).
+Tied answers form one group (Breslow's approximation, as for ties in Cox regression): a group G
+chosen from the remaining set R costs  -(sum_{a in G} r_a - |G| * logsumexp_{j in R} r_j).
+The sum over groups is divided by K - 1, so a 2-answer ranking gives exactly the pairwise loss.
+Unlike the pairwise loss, a tie still teaches something here: the last group's term is smallest
+when its answers score the same, so "equally good" pulls their scores together.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def pairwise_loss(rewards: torch.Tensor, better: torch.Tensor, worse: torch.Tensor, group: torch.Tensor,
+                  margin: torch.Tensor | None = None) -> torch.Tensor:
+    """rewards (N,) answer scores; better/worse (P,) answer indices; group (N,) ranking of each answer."""
+    diff = rewards[better] - rewards[worse]  # (P,)
+    if margin is not None:
+        diff = diff - margin
+    per_pair = -F.logsigmoid(diff)  # (P,)
+    if per_pair.numel() == 0:  # every ranking in the batch was a full tie
+        return rewards.sum() * 0.0
+    pair_group = group[better]  # (P,)
+    n_groups = int(group.max()) + 1
+    pairs_per_group = torch.bincount(pair_group, minlength=n_groups)  # (G,)
+    per_group = torch.zeros(n_groups, dtype=per_pair.dtype, device=per_pair.device).index_add(
+        0, pair_group, per_pair)  # (G,) summed loss of each ranking
+    has_pairs = pairs_per_group > 0
+    return (per_group[has_pairs] / pairs_per_group[has_pairs]).mean()
+
+
+def plackett_luce_nll(rewards: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood of one ranking, per placement; rewards (K,), ranks (K,) dense, 1 = best."""
+    total = rewards.new_zeros(())
+    for level in torch.unique(ranks):  # ascending: best group first
+        tied = ranks == level  # (K,) this group
+        remaining = ranks >= level  # (K,) this group and everything ranked below it
+        total = total - (rewards[tied].sum() - tied.sum() * torch.logsumexp(rewards[remaining], dim=0))
+    return total / max(1, rewards.numel() - 1)
+
+
+def listwise_loss(rewards: torch.Tensor, ranks: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """Mean Plackett-Luce NLL over the rankings of a batch; rewards/ranks/group (N,)."""
+    losses = [plackett_luce_nll(rewards[group == g], ranks[group == g]) for g in torch.unique(group)]
+    return torch.stack(losses).mean()

@@ -1,0 +1,179 @@
+"""`python -m reward --config configs/reward.yaml --run NAME`: learn a reward model from rankings.
+
+Reads the labeling export (or any rankings / preference pairs), holds out a share of the prompts,
+trains a one-output sequence classifier initialised from the SFT model, fits the reward
+normalisation, and publishes runs/<run>/reward/ in one rename: the model folder that
+`ranktune.scoring.RewardScorer.load` reads, reward_normalization.json, metrics.json and PNGs.
+Checkpoints stay in runs/<run>/reward.work/ until then, for `--resume`.
+"""
+
+from __future__ import annotations
+
+import resource
+import shutil
+import time
+from pathlib import Path
+
+from ranktune.config import lora_config, parse_config
+from ranktune.errors import InputError, exit_on_input_error
+from ranktune.jsonl import write_json_atomic
+from ranktune.models import DEFAULT_MODEL, load_sequence_classifier
+from ranktune.plots import plot_curves
+from ranktune.records import read_demonstrations
+from ranktune.runs import check_writable, publish_folder, run_dir, stage_dir, work_dir
+from ranktune.scoring import RewardScorer
+from reward.config import RewardScriptArguments
+from reward.data import split_by_prompt, subsample, to_dataset, ungroup
+from reward.evaluate import pair_metrics, plot_evaluation, score_answers, score_rankings
+from reward.normalization import fit_normalization, sample_answers, write_normalization
+from reward.records import read_rankings, resolve_source
+from reward.trainer import RankingRewardConfig, RankingRewardTrainer
+
+
+def _last_checkpoint(folder: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+def _model_spec(model_args, script_args) -> str:
+    """An explicit model wins; else this run's SFT model; else the bundled default."""
+    if model_args.model_name_or_path:
+        return model_args.model_name_or_path
+    sft = stage_dir(script_args.run, "sft", script_args.runs_dir)
+    if (sft / "config.json").is_file():
+        return str(sft)
+    print(f"note: no SFT model at {sft}; starting from {DEFAULT_MODEL}")
+    return DEFAULT_MODEL
+
+
+def load_data(script_args, training_args) -> tuple[list, list, dict]:
+    """Read, check and split all data before any model is loaded: bad input fails in a second."""
+    source = resolve_source(script_args.data, run_dir(script_args.run, script_args.runs_dir) / "export")
+    rankings, stats = read_rankings(source, script_args.skip_flagged, script_args.convert_hh)
+    if training_args.loss_type == "listwise":
+        partial = next((r for r in rankings if r.ranks is None), None)
+        if partial is not None:
+            raise InputError("loss_type listwise needs full rankings, but these pairs of ranking "
+                             f"'{partial.ranking_id}' are not a complete order (use the export's rankings.jsonl)",
+                             partial.where)
+    train, test = split_by_prompt(rankings, script_args.eval_fraction, training_args.seed)
+    train = subsample(train, script_args.max_train_rankings, training_args.seed)
+    if training_args.loss_type == "pairwise":
+        train = [r for r in train if r.pairs]  # a full tie gives no pair (counted in data_stats)
+    if not any(r.pairs for r in train):
+        raise InputError("no preference pairs to train on: every training ranking is a full tie", source)
+    if training_args.eval_strategy != "no" and not any(r.pairs for r in test):
+        raise InputError("evaluation during training needs held-out pairs: set eval_fraction > 0 "
+                         "(or eval_strategy no)", field="eval_strategy")
+    info = {"data": source, "data_stats": vars(stats), "train_rankings": len(train),
+            "train_pairs": sum(len(r.pairs) for r in train), "test_prompts": len({r.prompt_key for r in test}),
+            "train_prompts": len({r.prompt_key for r in train})}
+    return train, test, info
+
+
+@exit_on_input_error
+def main(args: list[str] | None = None) -> Path:
+    from trl import ModelConfig
+    from trl.trainer.reward_trainer import suppress_seqcls_warning
+
+    script_args, training_args, model_args = parse_config(
+        (RewardScriptArguments, RankingRewardConfig, ModelConfig), args)
+    final = stage_dir(script_args.run, "reward", script_args.runs_dir)
+    work = work_dir(final)
+    check_writable(final.parent)
+
+    train, test, info = load_data(script_args, training_args)
+    norm_source = script_args.normalization_data
+    norm_records = read_demonstrations(norm_source) if norm_source else None
+    spec = _model_spec(model_args, script_args)
+
+    resume_from = _last_checkpoint(work) if script_args.resume else None
+    if script_args.resume and resume_from is None:
+        print(f"note: no checkpoint in {work}; starting from the beginning")
+    if resume_from is None and work.exists():
+        shutil.rmtree(work, ignore_errors=True)  # stale checkpoints of an earlier, abandoned run
+    training_args.output_dir = str(work)
+    training_args.report_to = []
+    training_args.prediction_loss_only = True
+    if model_args.use_peft:
+        model_args.lora_task_type = "SEQ_CLS"  # peft then trains the new score head in full
+
+    with suppress_seqcls_warning():  # "score.weight newly initialised" is the point here
+        model, tokenizer = load_sequence_classifier(spec)
+    rows = train if training_args.group_by_ranking else ungroup(train)
+    train_ds, cut = to_dataset(rows, tokenizer, training_args.max_length)
+    eval_ds = None
+    if test and training_args.eval_strategy != "no":
+        eval_ds, _ = to_dataset([r for r in test if r.pairs], tokenizer, training_args.max_length)
+    trainer = RankingRewardTrainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
+                                   processing_class=tokenizer, peft_config=lora_config(model_args))
+
+    start = time.time()
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    metrics = {"base_model": spec, **info, "loss_type": training_args.loss_type,
+               "group_by_ranking": training_args.group_by_ranking, "margin_scale": training_args.margin_scale,
+               "max_length": training_args.max_length, "train_answers_cut_to_max_length": cut,
+               "use_peft": model_args.use_peft, "train_seconds": round(time.time() - start, 1),
+               "train_loss": result.training_loss, "global_step": trainer.state.global_step}
+
+    if hasattr(trainer.model, "merge_and_unload"):  # LoRA: ship a plain model any stage can load
+        trainer.model = trainer.model.merge_and_unload()
+    is_main = trainer.accelerator.is_main_process
+    staging = work / "final-model"
+    trainer.save_model(str(staging))  # every process takes part (ZeRO-3 gathers here)
+    if is_main:
+        scorer = RewardScorer(trainer.model, tokenizer, max_length=training_args.max_length or 10**6)
+        normalized = _normalize(scorer, train, norm_records, script_args, training_args.seed, staging, metrics)
+        if test:
+            scores = score_rankings(scorer, test, training_args.per_device_eval_batch_size, desc="held-out")
+            metrics["test"] = pair_metrics(test, scores, script_args.calibration_bins)
+        metrics["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        metrics["log_history"] = trainer.state.log_history
+        write_json_atomic(staging / "metrics.json", metrics)
+        plot_curves(trainer.state.log_history, ["loss", "accuracy", "margin", "eval_loss", "eval_accuracy"],
+                    staging / "training.png", title=f"reward model ({training_args.loss_type})")
+        plot_evaluation(metrics.get("test", {}), normalized, staging / "calibration.png")
+        publish_folder(staging, final)
+        shutil.rmtree(work, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    if is_main:
+        _print_summary(metrics, final)
+    return final
+
+
+def _normalize(scorer, train, norm_records, script_args, seed: int, folder: Path, metrics: dict) -> list[float]:
+    """Fit gain/bias on SFT-policy answers and write reward_normalization.json; returns the normalised scores."""
+    if norm_records is not None:
+        prompts, answers = [r["prompt"] for r in norm_records], [r["completion"] for r in norm_records]
+        ended = None
+        source = f"SFT-policy answers from {script_args.normalization_data}"
+    else:
+        prompts = [r.prompt for r in train for _ in r.answers]
+        answers = [a for r in train for a in r.answers]
+        ended = [e for r in train for e in r.answer_ended()]
+        source = "answers of the training rankings (sampled from the SFT policy when the data came from the labeling app)"
+    prompts, answers, ended = sample_answers(prompts, answers, script_args.normalization_samples, seed, ended)
+    raw = score_answers(scorer, prompts, answers, batch_size=16, desc="normalisation", ended=ended)
+    fitted = fit_normalization(raw)
+    write_normalization(folder, {**fitted, "max_length": scorer.max_length}, source)
+    metrics["normalization"] = {**fitted, "source": source}
+    return [fitted["gain"] * x + fitted["bias"] for x in raw]
+
+
+def _print_summary(metrics: dict, final: Path) -> None:
+    lines = [f"reward model written to {final} ({metrics['train_pairs']} training pairs from "
+             f"{metrics['train_rankings']} rankings, {metrics['train_seconds']:.0f} s)"]
+    test = metrics.get("test")
+    if test and test.get("pairs"):
+        lines.append(f"held-out ({test['pairs']} pairs, {metrics['test_prompts']} prompts never trained on): "
+                     f"accuracy {test['accuracy']:.3f} | longer-answer baseline {test['length_baseline_accuracy']:.3f}"
+                     f" | loss {test['loss']:.3f} | calibration error {test['expected_calibration_error']:.3f}")
+    norm = metrics["normalization"]
+    lines.append(f"normalisation: gain {norm['gain']:.4f}, bias {norm['bias']:.4f} "
+                 f"(raw mean {norm['raw_mean']:.3f}, std {norm['raw_std']:.3f} over {norm['samples']} answers)")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

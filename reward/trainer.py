@@ -1,0 +1,98 @@
+"""TRL's RewardTrainer, taught to learn from whole rankings (pairwise or Plackett-Luce).
+
+TRL batches independent (chosen, rejected) pairs. Here a training example is a whole ranking:
+its K answers are scored in one forward pass and the loss uses every pair of it (or the whole
+ordering, listwise). Everything else — model and LoRA set-up, pad handling, dropout off,
+checkpoints, logging — is RewardTrainer's own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from trl import RewardConfig, RewardTrainer
+
+from reward.collator import RankingCollator
+from reward.losses import listwise_loss, pairwise_loss
+
+LOSS_TYPES = ("pairwise", "listwise")
+
+
+@dataclass
+class RankingRewardConfig(RewardConfig):
+    """RewardConfig plus how rankings become a loss. `per_device_train_batch_size` counts rankings."""
+
+    loss_type: str = field(
+        default="pairwise",
+        metadata={"help": "pairwise: -log sigmoid(r_better - r_worse) over every pair of a ranking (InstructGPT); "
+                          "listwise: Plackett-Luce over the K answers, ties grouped (needs ranks)."})
+    group_by_ranking: bool = field(
+        default=True,
+        metadata={"help": "Keep all pairs of one ranking in one batch (InstructGPT). false: shuffle pairs apart."})
+    margin_scale: float = field(
+        default=0.0,
+        metadata={"help": "Pairwise only: require r_better - r_worse > margin_scale * rank distance (0 = off)."})
+    num_train_epochs: float = field(
+        default=1.0, metadata={"help": "Passes over the data; one, as the reward models of InstructGPT and "
+                                       "'N implementation details of RLHF' (more overfits)."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(f"loss_type must be one of {', '.join(LOSS_TYPES)}, got '{self.loss_type}'")
+        if self.loss_type == "listwise" and not self.group_by_ranking:
+            raise ValueError("loss_type listwise needs whole rankings: set group_by_ranking true")
+
+
+class RankingRewardTrainer(RewardTrainer):
+    """Trains on datasets made by `reward.data.to_dataset` (one row per ranking)."""
+
+    _tag_names = ["trl", "reward-trainer", "ranktune"]
+
+    def __init__(self, model, args: RankingRewardConfig, train_dataset, eval_dataset=None,
+                 processing_class=None, data_collator=None, **kwargs):
+        if data_collator is None:
+            data_collator = RankingCollator(pad_token_id=processing_class.pad_token_id,
+                                            pad_to_multiple_of=args.pad_to_multiple_of)
+        super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                         processing_class=processing_class, data_collator=data_collator, **kwargs)
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        if "answer_ids" not in dataset.column_names:
+            raise ValueError(f"{dataset_name} dataset: expected rows made by reward.data.to_dataset")
+        return dataset  # tokenized, cut to max_length and grouped already
+
+    def _set_signature_columns_if_needed(self):
+        if self._signature_columns is None:
+            self._signature_columns = ["answer_ids", "better", "worse", "distance", "ranks"]
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        mode = "train" if self.model.training else "eval"
+        group, ranks = inputs["group"], inputs["ranks"]  # (N,)
+        better, worse, distance = inputs["better"], inputs["worse"], inputs["distance"]  # (P,)
+        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
+        rewards = outputs.logits.squeeze(-1)  # (N,) read at each answer's last real token, its EOS
+
+        if self.args.loss_type == "listwise":
+            loss = listwise_loss(rewards, ranks, group)
+        else:
+            margin = self.args.margin_scale * distance if self.args.margin_scale else None
+            loss = pairwise_loss(rewards, better, worse, group, margin)
+        if self.args.center_rewards_coefficient is not None:
+            loss = loss + self.args.center_rewards_coefficient * torch.mean(rewards**2)
+
+        if mode == "train":
+            tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+            self._total_train_tokens += tokens // self._tp_size
+        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+        with torch.no_grad():
+            all_rewards = self.accelerator.gather(rewards.detach())
+            self._metrics[mode]["mean_reward"].append(all_rewards.mean().item())
+            self._metrics[mode]["std_reward"].append(all_rewards.std().item() if all_rewards.numel() > 1 else 0.0)
+            if better.numel():
+                diff = rewards[better] - rewards[worse]  # (P,)
+                accuracy = (diff > 0).float().mean()
+                self._metrics[mode]["accuracy"].append(self.accelerator.gather_for_metrics(accuracy).mean().item())
+                self._metrics[mode]["margin"].append(self.accelerator.gather_for_metrics(diff.mean()).mean().item())
+        return (loss, outputs) if return_outputs else loss
