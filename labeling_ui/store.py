@@ -240,9 +240,12 @@ class LabelStore:
                 # Lock the item (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers)
                 # and count again: a concurrent claim may have filled it since the query above.
                 s.execute(select(Item.id).where(Item.id == item_id).with_for_update())
+                a = s.scalar(select(Assignment).where(Assignment.item_id == item_id, Assignment.reviewer_id == me))
+                if a is not None and a.status == OPEN and a.expires_at > now:
+                    a.expires_at = until  # our own other request (a double click) claimed it meanwhile: it is ours
+                    return self._task(s, a)
                 if self._active_slots(s, item_id, now) >= self.overlap:
                     continue
-                a = s.scalar(select(Assignment).where(Assignment.item_id == item_id, Assignment.reviewer_id == me))
                 if a is None:
                     a = Assignment(item_id=item_id, reviewer_id=me)
                     s.add(a)

@@ -29,6 +29,7 @@ def parse_config(dataclass_types, args: list[str] | None = None):
         _check_yaml(cfg)
     parser = TrlParser(dataclass_types)
     _cpu_defaults(parser)
+    parser.error = _raise_arg_error  # argparse would print usage and exit: one line naming the setting instead
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*", category=FutureWarning)
@@ -41,10 +42,21 @@ def parse_config(dataclass_types, args: list[str] | None = None):
             raise InputError(f"unknown setting(s): {', '.join(unknown)} (see --help for the valid ones)",
                              where) from None
         raise InputError(message) from None
+    except _ArgError as err:
+        where = args[args.index("--config") + 1] if "--config" in args else None
+        raise InputError(f"{err} (in {where} or on the command line)" if where else str(err)) from None
     except SystemExit as err:
         if err.code in (0, None):  # --help
             raise
         raise InputError("bad command-line arguments (see the message above, or --help)") from None
+
+
+class _ArgError(Exception):
+    pass
+
+
+def _raise_arg_error(message: str):
+    raise _ArgError(message.replace("argument ", "setting ", 1))
 
 
 def _cpu_defaults(parser) -> None:
@@ -66,16 +78,30 @@ def _cpu_defaults(parser) -> None:
 def _check_yaml(path: Path) -> None:
     import yaml
 
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            keys = [self.construct_object(k, deep=True) for k, _ in node.value]
+            dup = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
+            if dup is not None:
+                raise InputError(f"setting '{dup}' appears twice", path, node.start_mark.line + 1)
+            return super().construct_mapping(node, deep)
+
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    except RecursionError:
+        raise InputError("not valid YAML (nested too deeply)", path) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
-        raise InputError(f"not valid YAML ({getattr(err, 'problem', None) or err})", path, line) from None
+        problem = " ".join(str(getattr(err, "problem", None) or err).split())  # one line
+        raise InputError(f"not valid YAML ({problem})", path, line) from None
     except UnicodeDecodeError:
         raise InputError("not valid UTF-8 text", path) from None
     if data is not None and not isinstance(data, dict):
         raise InputError("expected a mapping of setting: value", path)
+    for key in data or {}:
+        if not isinstance(key, str):
+            raise InputError(f"setting names are text, got {key!r}", path)
 
 
 def lora_config(model_args):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -15,6 +16,41 @@ from typing import Any, Callable, Iterable
 from ranktune.errors import InputError
 
 Validator = Callable[[dict, Path, int], dict]
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # \ud800-\udfff: fine in pairs, unwritable alone
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise _DuplicateKey(dup)
+    return obj
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _parse_line(raw: str, path: Path, lineno: int) -> Any:
+    """One line's JSON; every way it can fail is an InputError naming the file, line (and field)."""
+    try:
+        obj = json.loads(raw, object_pairs_hook=_no_duplicate_keys)
+    except json.JSONDecodeError as err:
+        raise InputError(f"not valid JSON ({err.msg} at column {err.colno})", path, lineno) from None
+    except _DuplicateKey as err:
+        raise InputError("appears twice in one object (which one is meant?)", path, lineno, str(err)) from None
+    except RecursionError:
+        raise InputError("not valid JSON (nested too deeply)", path, lineno) from None
+    except ValueError as err:  # e.g. an integer of more than 4300 digits
+        raise InputError(f"not valid JSON ({str(err).split(':')[0]})", path, lineno) from None
+    if SURROGATE_ESCAPE.search(raw):
+        try:
+            json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError("contains a lone UTF-16 surrogate escape (\\ud800-\\udfff): not text", path,
+                             lineno) from None
+    return obj
 
 
 def read_jsonl(path: str | Path, validate: Validator | None = None, what: str = "records") -> list[dict]:
@@ -34,10 +70,7 @@ def read_jsonl(path: str | Path, validate: Validator | None = None, what: str = 
             for lineno, raw in enumerate(f, start=1):
                 if not raw.strip():
                     continue
-                try:
-                    obj = json.loads(raw)
-                except json.JSONDecodeError as err:
-                    raise InputError(f"not valid JSON ({err.msg} at column {err.colno})", path, lineno) from None
+                obj = _parse_line(raw, path, lineno)
                 if not isinstance(obj, dict):
                     raise InputError(f"expected a JSON object, got {type(obj).__name__}", path, lineno)
                 records.append(validate(obj, path, lineno) if validate else obj)

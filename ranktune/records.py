@@ -10,6 +10,7 @@ A source is a JSONL file or, when no such file exists, a Hugging Face dataset na
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Callable
 
@@ -52,9 +53,14 @@ def preference(obj: dict, path: Path, lineno: int) -> dict:
         raise InputError("is the same text as 'chosen': a pair needs two different answers",
                          path, lineno, "rejected")
     if "margin" in obj:
-        if not isinstance(obj["margin"], (int, float)) or isinstance(obj["margin"], bool):
-            raise InputError("expected a number", path, lineno, "margin")
-        rec["margin"] = float(obj["margin"])
+        margin = obj["margin"]
+        try:
+            value = float(margin) if isinstance(margin, (int, float)) and not isinstance(margin, bool) else None
+        except OverflowError:  # an integer too large for a float
+            value = math.inf
+        if value is None or not math.isfinite(value):
+            raise InputError("expected a finite number", path, lineno, "margin")
+        rec["margin"] = value
     for extra in ("ranking_id", "reviewer"):
         if extra in obj:
             rec[extra] = obj[extra]

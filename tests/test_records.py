@@ -20,7 +20,7 @@ def test_preferences_reject_identical_and_one_sided_pairs(tmp_path):
     with pytest.raises(InputError, match=r"p.jsonl:1: field 'rejected': missing"):
         read_preferences(f)
     f.write_text(json.dumps({"prompt": "q", "chosen": "a", "rejected": "b", "margin": "big"}) + "\n")
-    with pytest.raises(InputError, match="field 'margin': expected a number"):
+    with pytest.raises(InputError, match="field 'margin': expected a finite number"):
         read_preferences(f)
 
 

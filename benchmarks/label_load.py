@@ -1,0 +1,409 @@
+"""Load benchmark for the labeling app: many logged-in reviewers at once over real HTTP.
+
+    .venv/bin/python benchmarks/label_load.py --reviewers 50 --rankings 10000 --db sqlite
+    .venv/bin/python benchmarks/label_load.py --reviewers 50 --rankings 10000 --db postgres
+
+It seeds a fresh store (rankings / overlap items of 4 answers, `--reviewers` accounts), starts the
+real app (`python -m labeling_ui serve`) in its own process on 127.0.0.1, and lets each simulated
+reviewer do what the page does: sign in through the login form, load the page, then submit
+rankings through Gradio's queue (POST /gradio_api/queue/join + the event stream) until the page
+says nothing is left. Every `--double_click_every`-th submit is sent twice at once from the same
+page (a double click: the same submit token reaches the store twice). Afterwards it stops the app
+and checks the store: exactly rankings rows, each item exactly `overlap` times, no reviewer twice
+on one item, every row matched by a closed claim, and each reviewer's "Saved." answers equal to
+their rows (none lost, none duplicated). It prints submit latency p50/p95/p99 and throughput.
+
+`--db postgres` starts a throwaway PostgreSQL server (Debian's initdb/pg_ctl) on a free loopback
+port in a temporary folder, as an unprivileged user when run as root, and removes it at exit.
+Everything listens on 127.0.0.1 only; every loop is bounded; the run stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+PASSWORD = "load-test-password"
+K = 4
+ITEM_RE = re.compile(r"item #(\d+)")
+
+
+# ---- a throwaway PostgreSQL server -------------------------------------------------------------
+
+def pg_bin() -> Path | None:
+    """Debian's PostgreSQL server binaries (initdb, pg_ctl), newest version first, else from PATH."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)
+    if found:
+        return found[0].parent
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    return Path(initdb).parent if initdb and pg_ctl else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def throwaway_postgres(max_connections: int = 200) -> Iterator[str]:
+    """Yield the URL of a fresh PostgreSQL server on 127.0.0.1; stop it and delete its files afterwards.
+
+    initdb refuses to run as root, so as root the server runs as `postgres` (Debian's package
+    creates it) or `nobody`. Raises RuntimeError when there is no server to start.
+    """
+    bin_dir = pg_bin()
+    if bin_dir is None:
+        raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install postgresql")
+    demote, owner = None, None
+    if os.geteuid() == 0:
+        for name in ("postgres", "nobody"):
+            with contextlib.suppress(KeyError):
+                owner = pwd.getpwnam(name)
+                break
+        if owner is None:
+            raise RuntimeError("running as root and no unprivileged user (postgres, nobody) to run PostgreSQL as")
+
+        def demote():
+            os.setgid(owner.pw_gid)
+            os.setuid(owner.pw_uid)
+
+    root = Path(tempfile.mkdtemp(prefix="ranktune-pg-"))
+    if owner is not None:
+        os.chown(root, owner.pw_uid, owner.pw_gid)
+    data, port = root / "data", free_port()
+
+    def run(*cmd):
+        return subprocess.run([str(bin_dir / cmd[0]), *cmd[1:]], preexec_fn=demote, cwd=root, check=True,
+                              capture_output=True, text=True, timeout=120)
+
+    started = False
+    try:
+        run("initdb", "-D", str(data), "-U", "ranktune", "--auth=trust", "-E", "UTF8", "--no-sync")
+        run("pg_ctl", "-D", str(data), "-l", str(root / "log"), "-w", "-t", "60", "start", "-o",
+            f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c max_connections={max_connections}")
+        started = True
+        run("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "ranktune", "labels")
+        yield f"postgresql+psycopg2://ranktune@127.0.0.1:{port}/labels"
+    except subprocess.CalledProcessError as err:
+        raise RuntimeError(f"could not start PostgreSQL: {(err.stderr or err.stdout or '').strip()[:300]}") from None
+    finally:
+        if started:
+            subprocess.run([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                           preexec_fn=demote, capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# ---- the app in its own process ----------------------------------------------------------------
+
+@dataclass
+class AppProcess:
+    proc: subprocess.Popen
+    base: str
+    log: Path
+
+    def kill9(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+
+def start_app(db_url: str, workdir: Path, timeout_s: float = 90) -> AppProcess:
+    """`python -m labeling_ui serve` on a free 127.0.0.1 port; returns once /login answers."""
+    import httpx
+
+    for _attempt in range(3):  # the free port may be taken between probing and binding: try another
+        port = free_port()
+        log = workdir / f"app-{port}.log"
+        cmd = [sys.executable, "-m", "labeling_ui", "serve", "--db", db_url, "--host", "127.0.0.1",
+               "--port", str(port), "--run", "load", "--runs_dir", str(workdir / "runs")]
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        app = AppProcess(proc, f"http://127.0.0.1:{port}", log)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(app.base + "/login", timeout=2).status_code == 200:
+                    return app
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)  # a process's readiness can only be polled
+        app.stop()
+        if "address already in use" not in log.read_text(errors="replace").lower():
+            break
+    raise RuntimeError(f"the app did not start; its log:\n{log.read_text(errors='replace')[-2000:]}")
+
+
+# ---- one reviewer's browser, over HTTP ---------------------------------------------------------
+
+class Page:
+    """What the page does, as HTTP requests: sign in, load, submit through Gradio's queue."""
+
+    def __init__(self, base: str, name: str, timeout_s: float = 120):
+        import secrets
+
+        import httpx
+
+        from labeling_ui.testing import http_login
+
+        self.client = httpx.Client(base_url=base, timeout=timeout_s)
+        self.timeout_s = timeout_s
+        r = http_login(self.client, name, PASSWORD)
+        if r.status_code != 303:
+            raise RuntimeError(f"{name}: login failed (HTTP {r.status_code})")
+        self.session_hash = secrets.token_hex(8)
+        self.fns = {d["api_name"]: d["id"] for d in self.client.get("/config").json()["dependencies"]
+                    if d.get("backend_fn") and d.get("api_name")}
+
+    def events(self, name: str, datas: list[list]) -> list[dict]:
+        """Send one event per entry of `datas` at once; the `process_completed` message of each, in order."""
+        ids = []
+        for data in datas:
+            join = self.client.post("/gradio_api/queue/join", json={
+                "data": data, "fn_index": self.fns[name], "session_hash": self.session_hash,
+                "event_data": None, "trigger_id": None})
+            join.raise_for_status()
+            ids.append(join.json()["event_id"])
+        done: dict[str, dict] = {}
+        deadline = time.monotonic() + self.timeout_s
+        while len(done) < len(ids) and time.monotonic() < deadline:  # a stream closes when the session is idle
+            with self.client.stream("GET", "/gradio_api/queue/data", params={"session_hash": self.session_hash}) as s:
+                s.raise_for_status()
+                for line in s.iter_lines():
+                    if line.startswith("data:"):
+                        msg = json.loads(line[5:])
+                        if msg.get("msg") == "process_completed" and msg.get("event_id") in ids:
+                            done[msg["event_id"]] = msg
+                            if len(done) == len(ids):
+                                break
+        if len(done) < len(ids):
+            raise RuntimeError(f"{name}: no result within {self.timeout_s} s")
+        return [done[i] for i in ids]
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def shown_item(msg: dict, offset: int) -> int | None:
+    """The item id on screen after an event (None: 'All done'); `offset` is the prompt's output index."""
+    if not msg.get("success"):
+        raise RuntimeError(f"event failed: {json.dumps(msg)[:300]}")
+    found = ITEM_RE.search(msg["output"]["data"][offset] or "")
+    return int(found.group(1)) if found else None
+
+
+def status_text(msg: dict) -> str:
+    return msg["output"]["data"][-1] or ""
+
+
+def submit_data(ranks: list[int], slots: int = 8) -> list:
+    # The page's inputs: the state (kept by the server), one box per answer slot, flags, comment, answer.
+    return [None, *ranks, *[None] * (slots - len(ranks)), [], "", ""]
+
+
+@dataclass
+class ReviewerLog:
+    name: str
+    latencies: list[float] = field(default_factory=list)  # one single submit, join to result
+    saved: int = 0  # "Saved." answers: each a new row
+    already: int = 0  # "Already saved." answers: no new row
+    double_clicks: int = 0
+    items: list[int] = field(default_factory=list)
+    error: str | None = None
+
+
+def review(base: str, log: ReviewerLog, double_click_every: int, max_submits: int, deadline: float) -> None:
+    page = None
+    try:
+        page = Page(base, log.name)
+        item = shown_item(page.events("on_load", [[]])[0], 4)  # who, admin tab, state, progress, prompt
+        n = 0
+        while item is not None and n < max_submits and time.monotonic() < deadline:
+            n += 1
+            ranks = [1 + (n + j) % K for j in range(K)]
+            double = double_click_every > 0 and n % double_click_every == 0
+            start = time.perf_counter()
+            msgs = page.events("on_submit", [submit_data(ranks)] * (2 if double else 1))
+            if double:
+                log.double_clicks += 1
+            else:
+                log.latencies.append(time.perf_counter() - start)
+            log.items.append(item)
+            for msg in msgs:
+                text = status_text(msg)
+                if "Already saved" in text:
+                    log.already += 1
+                elif "Saved." in text:
+                    log.saved += 1
+                else:
+                    raise RuntimeError(f"submit not saved: {text!r}")
+            item = shown_item(msgs[-1], 2)  # state, progress, prompt
+    except Exception as err:  # noqa: BLE001 - reported with the results
+        log.error = f"{type(err).__name__}: {err}"
+    finally:
+        if page is not None:
+            page.close()
+
+
+# ---- seeding and checking the store ------------------------------------------------------------
+
+def seed(url: str, items: int, reviewers: int, overlap: int) -> list[str]:
+    from labeling_ui.store import LabelStore
+
+    store = LabelStore(url, overlap=overlap)
+    try:
+        for i in range(items):
+            store.add_item(f"load prompt {i}: explain item {i}", [f"answer {i}.{j} " * 5 for j in range(K)],
+                           [True] * K, "load-policy", 1)
+        names = [f"rev{i:03d}" for i in range(reviewers)]
+        for name in names:
+            store.accounts.add(name, PASSWORD)
+    finally:
+        store.close()
+    return names
+
+
+def check_store(url: str, items: int, overlap: int, logs: list[ReviewerLog]) -> dict:
+    """Exactly the rows the reviewers were told were saved; raises AssertionError otherwise."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as c:
+            q = lambda sql: c.execute(text(sql)).all()  # noqa: E731
+            total = q("SELECT count(*) FROM rankings")[0][0]
+            per_item = Counter(dict(q("SELECT item_id, count(*) FROM rankings GROUP BY item_id")))
+            pairs = q("SELECT count(*) FROM (SELECT item_id, reviewer_id FROM rankings "
+                      "GROUP BY item_id, reviewer_id HAVING count(*) > 1) d")[0][0]
+            unmatched = q("SELECT count(*) FROM rankings r JOIN assignments a ON a.id = r.assignment_id "
+                          "WHERE a.status <> 'done' OR a.item_id <> r.item_id OR a.reviewer_id <> r.reviewer_id")[0][0]
+            done_without_row = q("SELECT count(*) FROM assignments a WHERE a.status = 'done' AND NOT EXISTS "
+                                 "(SELECT 1 FROM rankings r WHERE r.assignment_id = a.id)")[0][0]
+            open_left = q("SELECT count(*) FROM assignments WHERE status = 'open'")[0][0]
+            rows_by = dict(q("SELECT v.name, count(*) FROM rankings r JOIN reviewers v ON v.id = r.reviewer_id "
+                             "GROUP BY v.name"))
+            withdrawn_or_skipped = q("SELECT count(*) FROM rankings WHERE withdrawn_at IS NOT NULL "
+                                     "OR skipped = :f".replace(":f", "true" if "postgres" in url else "1"))[0][0]
+    finally:
+        engine.dispose()
+    expected = items * overlap
+    problems = []
+    if total != expected:
+        problems.append(f"{total} ranking rows, expected {expected}")
+    if len(per_item) != items or set(per_item.values()) != {overlap}:
+        wrong = {i: n for i, n in per_item.items() if n != overlap}
+        problems.append(f"{len(per_item)} of {items} items ranked; items not ranked exactly {overlap} times: "
+                        f"{dict(list(wrong.items())[:5])}")
+    for what, n in (("reviewer ranked one item twice", pairs), ("rows without their closed claim", unmatched),
+                    ("closed claims without a row", done_without_row), ("claims left open", open_left),
+                    ("withdrawn or skipped rows", withdrawn_or_skipped)):
+        if n:
+            problems.append(f"{n} {what}")
+    for log in logs:
+        if rows_by.get(log.name, 0) != log.saved:
+            problems.append(f"{log.name}: told 'Saved.' {log.saved} times, {rows_by.get(log.name, 0)} rows")
+    if problems:
+        raise AssertionError("store check failed: " + "; ".join(problems))
+    return {"rows": total, "items": items, "duplicate_answers": sum(g.already for g in logs)}
+
+
+# ---- the run -----------------------------------------------------------------------------------
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def load_run(db_url: str, workdir: Path, reviewers: int, rankings: int, overlap: int = 2,
+             double_click_every: int = 25, time_limit_s: float = 1800) -> dict:
+    """Seed, serve, drive, stop, check. Returns the figures; raises AssertionError on a bad store."""
+    if rankings % overlap:
+        raise ValueError(f"--rankings must be a multiple of the overlap ({overlap})")
+    items = rankings // overlap
+    t0 = time.perf_counter()
+    names = seed(db_url, items, reviewers, overlap)
+    seeded_s = time.perf_counter() - t0
+    app = start_app(db_url, workdir)
+    logs = [ReviewerLog(n) for n in names]
+    try:
+        deadline = time.monotonic() + time_limit_s
+        threads = [threading.Thread(target=review, args=(app.base, log, double_click_every, rankings + 10, deadline),
+                                    daemon=True) for log in logs]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=max(1.0, deadline - time.monotonic() + 60))
+        wall = time.perf_counter() - start
+    finally:
+        app.stop()
+    errors = [f"{g.name}: {g.error}" for g in logs if g.error]
+    if errors:
+        tail = app.log.read_text(errors="replace")[-1500:]
+        raise AssertionError(f"{len(errors)} reviewers failed, e.g. {errors[:3]}; app log tail:\n{tail}")
+    checked = check_store(db_url, items, overlap, logs)
+    lat = [x for g in logs for x in g.latencies]
+    return {**checked, "reviewers": reviewers, "overlap": overlap, "seed_s": round(seeded_s, 1),
+            "wall_s": round(wall, 1), "rankings_per_s": round(checked["rows"] / wall, 1),
+            "submits_timed": len(lat), "double_clicks": sum(g.double_clicks for g in logs),
+            "p50_ms": round(1000 * percentile(lat, 50), 1), "p95_ms": round(1000 * percentile(lat, 95), 1),
+            "p99_ms": round(1000 * percentile(lat, 99), 1), "max_ms": round(1000 * max(lat), 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reviewers", type=int, default=50)
+    parser.add_argument("--rankings", type=int, default=10_000)
+    parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--overlap", type=int, default=2)
+    parser.add_argument("--double_click_every", type=int, default=25,
+                        help="every n-th submit of a reviewer is sent twice at once (0: never)")
+    parser.add_argument("--time_limit_s", type=float, default=1800, help="reviewers stop after this long")
+    a = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the app and PostgreSQL on a kill
+    from labeling_ui.db import sqlite_url
+
+    with tempfile.TemporaryDirectory(prefix="ranktune-load-") as tmp:
+        workdir = Path(tmp)
+        with contextlib.ExitStack() as stack:
+            url = stack.enter_context(throwaway_postgres()) if a.db == "postgres" else sqlite_url(workdir / "l.db")
+            r = load_run(url, workdir, a.reviewers, a.rankings, a.overlap, a.double_click_every, a.time_limit_s)
+    print(f"{a.db}: {r['reviewers']} reviewers, {r['rows']} rankings on {r['items']} items (overlap {r['overlap']}), "
+          f"{r['double_clicks']} double clicks ({r['duplicate_answers']} answered 'Already saved'): store exact "
+          f"(no row lost or duplicated)")
+    print(f"submit latency p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms "
+          f"over {r['submits_timed']} submits; throughput {r['rankings_per_s']} rankings/s "
+          f"({r['wall_s']} s; seeding took {r['seed_s']} s)")
+    print(json.dumps({"db": a.db, **r}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
