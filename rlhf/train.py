@@ -21,13 +21,13 @@ from ranktune.models import DEFAULT_MODEL
 from ranktune.plots import plot_curves
 from ranktune.records import read_demonstrations, read_prompts
 from ranktune.runs import check_writable, publish_folder, stage_dir, work_dir
-from ranktune.scoring import read_normalization
+from ranktune.scoring import read_normalization_settings
 from rlhf.checkpoint import last_checkpoint
 from rlhf.config import PPOScriptArguments
 from rlhf.data import ptx_batches, split_prompts
 from rlhf.ppo import PPOConfig, PPOTrainer
 
-CURVES = ["objective/scores", "objective/kl", "objective/rlhf_reward", "answers/length", "policy/entropy",
+CURVES = ["objective/scores", "objective/gold", "objective/kl", "objective/rlhf_reward", "answers/length", "policy/entropy",
           "value/explained_variance", "policy/clipfrac", "kl_coef"]
 
 
@@ -70,7 +70,7 @@ def main(args: list[str] | None = None) -> Path:
                          "rollouts of one update", script_args.prompts)
     demos = read_demonstrations(script_args.ptx_data) if script_args.ptx_data and config.ptx_coef else None
     reward_spec = _reward_spec(script_args)
-    normalization = read_normalization(reward_spec)
+    gain, bias, reward_max_length = read_normalization_settings(reward_spec)
     policy_spec = _policy_spec(model_args, script_args)
 
     resume_from = last_checkpoint(work) if script_args.resume else None
@@ -85,8 +85,9 @@ def main(args: list[str] | None = None) -> Path:
     trained, roles, tokenizer, reward_tokenizer = build_models(policy_spec, reward_spec, lora_config(model_args),
                                                                config.value_model)
     ptx = ptx_batches(demos, tokenizer, config.per_device_train_batch_size, 512, config.seed) if demos else None
-    trainer = PPOTrainer(config, trained, roles, tokenizer, reward_tokenizer, train_prompts, normalization,
-                         ptx_batches=ptx)
+    # the reward model scores texts cut where it was trained and normalised, never elsewhere
+    trainer = PPOTrainer(config, trained, roles, tokenizer, reward_tokenizer, train_prompts, (gain, bias),
+                         reward_max_length=reward_max_length or 512, ptx_batches=ptx)
     start = time.time()
     history = trainer.train(resume_from)
     train_seconds = time.time() - start

@@ -1,0 +1,1 @@
+"""The run report: one self-contained HTML page (plus PNGs) of what happened in a run."""

@@ -1,0 +1,3 @@
+from report.build import main
+
+main()

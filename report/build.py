@@ -1,0 +1,234 @@
+"""`python -m report --run NAME`: runs/<run>/report.html, one self-contained page (figures inlined).
+
+Reads only the run folder's artifacts — sft/, export/, rounds/round-<r>/{reward,rlhf}/ (or a single
+reward/ and rlhf/ when the stages were run by hand) — and writes the figures it draws itself to
+runs/<run>/report/. Every text that came from a model or a prompt is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ranktune.config import parse_config
+from ranktune.errors import InputError, exit_on_input_error
+from ranktune.runs import run_dir
+from report.figures import proxy_vs_gold, rounds_summary
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+color:#1d1d1f;line-height:1.45}
+h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em} td,th{border:1px solid #ddd;padding:.35em .6em;
+vertical-align:top;text-align:left} th{background:#f5f5f7}
+td.num{text-align:right;font-variant-numeric:tabular-nums} .answer{white-space:pre-wrap;max-width:420px}
+img{max-width:100%;border:1px solid #eee;margin:.4em 0} .muted{color:#6e6e73;font-size:.9em}
+.good{color:#0a7d32;font-weight:600} .bad{color:#b3261e;font-weight:600}
+"""
+
+
+def _json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _jsonl(path: Path) -> list[dict]:
+    # split on newlines only: model text may hold U+2028 and friends, which splitlines() also cuts at
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").split("\n") if x.strip()] if path.is_file() else []
+
+
+def _num(x, digits: int = 3) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        return f"{x:+.{digits}f}" if digits and x < 0 else f"{x:.{digits}f}"
+    return html.escape(str(x))
+
+
+def _img(path: Path | None, alt: str) -> str:
+    if path is None or not Path(path).is_file():
+        return ""
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(rows_cell for rows_cell in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _td(x, cls: str = "") -> str:
+    return f'<td class="{cls}">{x}</td>' if cls else f"<td>{x}</td>"
+
+
+def find_rounds(run: Path) -> list[dict]:
+    """Each round's reward and PPO folders (a run without rounds/ is one round: reward/ and rlhf/)."""
+    rounds = []
+    folders = sorted((run / "rounds").glob("round-*"), key=lambda p: int(p.name.split("-")[1]))
+    if not folders and ((run / "reward").is_dir() or (run / "rlhf").is_dir()):
+        folders = [run]
+    for i, folder in enumerate(folders, start=1):
+        rounds.append({"round": i, "folder": folder, "reward": _json(folder / "reward" / "metrics.json"),
+                       "rlhf": _json(folder / "rlhf" / "metrics.json"),
+                       "updates": _jsonl(folder / "rlhf" / "metrics.jsonl"),
+                       "samples": _jsonl(folder / "rlhf" / "eval_samples.jsonl")})
+        rounds[-1]["eval"] = (rounds[-1]["rlhf"] or {}).get("eval")
+    return rounds
+
+
+def agreement_section(run: Path) -> str:
+    rankings = _jsonl(run / "export" / "rankings.jsonl")
+    summary = _json(run / "export" / "summary.json") or {}
+    if not rankings:
+        return "<p class='muted'>No labeling export in this run.</p>"
+    from labeling_ui.stats import agreement
+
+    for r in rankings:  # an item is a prompt's answers in one round
+        r["item_id"] = (json.dumps(r["prompt"], sort_keys=True), r.get("round"))
+    agree = agreement(rankings)
+    reviewers = sorted({r["reviewer"] for r in rankings})
+    simulated = all(name.startswith("sim-") for name in reviewers)
+    rows = [[_td("rankings"), _td(len(rankings), "num")], [_td("pairs for the reward model"),
+                                                             _td(summary.get("pairs"), "num")],
+            [_td("reviewers"), _td(html.escape(", ".join(reviewers)) + (" (simulated)" if simulated else ""))],
+            [_td("items ranked by 2+ reviewers"), _td(agree["items_compared"], "num")],
+            [_td("pairwise agreement"), _td(_num(agree["pairwise_agreement"]), "num")],
+            [_td("Kendall's tau-b"), _td(_num(agree["kendall_tau"]), "num")],
+            [_td("Krippendorff's alpha (ordinal)"), _td(_num(agree["krippendorff_alpha"]), "num")]]
+    note = ("<p class='muted'>Simulated reviewers rank by a documented rule (ranktune/gold.py) plus noise and "
+            "a personal taste for length, so they disagree the way people do, if less.</p>" if simulated else "")
+    return _table(["", ""], rows) + note
+
+
+def reward_section(rounds: list[dict]) -> str:
+    out = []
+    for r in rounds:
+        m = r["reward"]
+        if not m:
+            continue
+        test = m.get("test") or {}
+        rows = [[_td("training pairs / rankings"), _td(f"{m.get('train_pairs')} / {m.get('train_rankings')}", "num")],
+                [_td("held-out pairs (prompts never trained on)"), _td(test.get("pairs"), "num")],
+                [_td("held-out accuracy"), _td(_num(test.get("accuracy")), "num")],
+                [_td("longer-answer baseline"), _td(_num(test.get("length_baseline_accuracy")), "num")],
+                [_td("calibration error"), _td(_num(test.get("expected_calibration_error")), "num")],
+                [_td("training time"), _td(f"{m.get('train_seconds', 0):.0f} s", "num")]]
+        folder = r["folder"] / "reward"
+        out.append(f"<h3>round {r['round']}</h3>" + _table(["", ""], rows)
+                   + _img(folder / "calibration.png", "reward model calibration")
+                   + _img(folder / "training.png", "reward model training curves"))
+    return "".join(out) or "<p class='muted'>No reward model in this run.</p>"
+
+
+def ppo_section(rounds: list[dict], figures: Path) -> str:
+    out = []
+    fig = proxy_vs_gold({r["round"]: r["updates"] for r in rounds}, figures / "proxy_vs_gold.png")
+    out.append(_img(fig, "proxy and gold reward against KL"))
+    fig = rounds_summary(rounds, figures / "rounds.png") if len(rounds) > 1 else None
+    out.append(_img(fig, "held-out evaluation by round"))
+    for r in rounds:
+        ev, m = r["eval"], r["rlhf"]
+        if not m:
+            continue
+        out.append(f"<h3>round {r['round']}</h3>")
+        if ev:
+            def cls(a, b):
+                return "good" if b > a else "bad"
+            rows = [[_td("reward model score (proxy)"), _td(_num(ev["sft_score"]), "num"),
+                     _td(f"<span class='{cls(ev['sft_score'], ev['ppo_score'])}'>{_num(ev['ppo_score'])}</span>", "num")],
+                    [_td("gold score (simulated reviewers' rule)"), _td(_num(ev["sft_gold"]), "num"),
+                     _td(f"<span class='{cls(ev['sft_gold'], ev['ppo_gold'])}'>{_num(ev['ppo_gold'])}</span>", "num")],
+                    [_td("answers that ended (EOS)"), _td(_num(ev["sft_ended"], 2), "num"),
+                     _td(_num(ev["ppo_ended"], 2), "num")],
+                    [_td("words per answer"), _td(_num(ev["sft_words"], 1), "num"), _td(_num(ev["ppo_words"], 1), "num")],
+                    [_td("KL to SFT (nats per answer)"), _td("0", "num"), _td(_num(ev["kl_to_sft"]), "num")],
+                    [_td("win rate vs SFT (reward model)"), _td("", "num"), _td(_num(ev["win_rate_vs_sft"], 2), "num")]]
+            out.append(f"<p>{ev['prompts']} held-out prompts, never seen in labeling or PPO.</p>"
+                       + _table(["", "SFT", "PPO"], rows))
+        out.append(f"<p class='muted'>{m['updates']} updates, {m['episodes']} episodes, {m['train_seconds']:.0f} s, "
+                   f"peak RSS {m.get('peak_rss_mib')} MiB, LoRA: {m.get('use_peft')}, value model: "
+                   f"{html.escape(str(m.get('value_model')))}</p>")
+        out.append(_img(r["folder"] / "rlhf" / "ppo.png", "PPO training curves"))
+    return "".join(out) or "<p class='muted'>No PPO policy in this run.</p>"
+
+
+def samples_section(rounds: list[dict], n: int = 8) -> str:
+    last = next((r for r in reversed(rounds) if r["samples"]), None)
+    if last is None:
+        return "<p class='muted'>No evaluation samples.</p>"
+    rows = []
+    for s in last["samples"][:n]:
+        rows.append([_td(html.escape(s["prompt"]), "answer"),
+                     _td(f"{html.escape(s['sft_answer'])}<br><span class='muted'>RM {s['sft_score']:+.2f} · gold "
+                         f"{s['sft_gold']:+.2f}{'' if s['sft_ended'] else ' · cut off'}</span>", "answer"),
+                     _td(f"{html.escape(s['ppo_answer'])}<br><span class='muted'>RM {s['ppo_score']:+.2f} · gold "
+                         f"{s['ppo_gold']:+.2f}{'' if s['ppo_ended'] else ' · cut off'}</span>", "answer")])
+    return (f"<p>Round {last['round']}'s final policy and the SFT policy answer the same held-out prompts.</p>"
+            + _table(["prompt", "SFT", "PPO"], rows))
+
+
+def headline(run: Path, rounds: list[dict]) -> str:
+    sft = _json(run / "sft" / "metrics.json") or {}
+    loop = _json(run / "loop.json") or {}
+    items = []
+    if loop.get("seconds"):
+        items.append(f"whole loop: {loop['seconds'] / 60:.1f} min, {loop.get('rounds')} round(s)")
+    if "eval_loss" in sft:
+        items.append(f"SFT held-out loss {sft['base_eval_loss']:.3f} → {sft['eval_loss']:.3f}")
+    last = next((r for r in reversed(rounds) if r["eval"]), None)
+    if last:
+        ev = last["eval"]
+        items.append(f"reward-model score {ev['sft_score']:+.3f} → {ev['ppo_score']:+.3f} at KL {ev['kl_to_sft']:.2f}")
+        items.append(f"gold score {ev['sft_gold']:+.3f} → {ev['ppo_gold']:+.3f}")
+    for r in rounds:
+        test = (r["reward"] or {}).get("test") or {}
+        if test.get("accuracy") is not None:
+            items.append(f"round {r['round']} reward model: held-out accuracy {test['accuracy']:.3f} "
+                         f"(longer-answer baseline {test.get('length_baseline_accuracy', float('nan')):.3f})")
+    return "<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in items) + "</ul>"
+
+
+def build(run: Path) -> Path:
+    if not run.is_dir():
+        raise InputError("no such run folder", run)
+    figures = run / "report"
+    figures.mkdir(exist_ok=True)
+    rounds = find_rounds(run)
+    sft = _json(run / "sft" / "metrics.json")
+    parts = [f"<h1>ranktune run “{html.escape(run.name)}”</h1>",
+             f"<p class='muted'>report written {time.strftime('%Y-%m-%d %H:%M')}</p>",
+             "<h2>In short</h2>", headline(run, rounds),
+             "<h2>1. Supervised fine-tuning</h2>",
+             (_img(run / "sft" / "loss.png", "SFT loss") if sft else "<p class='muted'>No SFT model in this run.</p>"),
+             "<h2>2. Labels</h2>", agreement_section(run),
+             "<h2>3. Reward model</h2>", reward_section(rounds),
+             "<h2>4. PPO</h2>", ppo_section(rounds, figures),
+             "<h2>5. Before and after</h2>", samples_section(rounds)]
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>ranktune: {html.escape(run.name)}</title>"
+            f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")
+    path = run / "report.html"
+    fd, tmp = tempfile.mkstemp(prefix=".report.", suffix=".html", dir=run)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(page)
+    os.replace(tmp, path)
+    return path
+
+
+@dataclass
+class ReportArguments:
+    run: str = field(default="default", metadata={"help": "Run name: reads and writes <runs_dir>/<run>/."})
+    runs_dir: str = field(default="runs", metadata={"help": "Folder holding all runs."})
+
+
+@exit_on_input_error
+def main(argv: list[str] | None = None) -> Path:
+    (a,) = parse_config((ReportArguments,), argv)
+    path = build(run_dir(a.run, a.runs_dir))
+    print(f"report written to {path}")
+    return path
