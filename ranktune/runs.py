@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from ranktune.errors import InputError
 
@@ -42,6 +42,37 @@ def stage_dir(name: str, stage: str, runs_dir: str | Path = DEFAULT_RUNS_DIR) ->
 def work_dir(final: Path) -> Path:
     """Where a stage keeps checkpoints while it trains (beside its final folder)."""
     return final.with_name(final.name + ".work")
+
+
+def trainer_checkpoint(folder: Path) -> str | None:
+    """The last `transformers.Trainer` checkpoint in `folder`, if any."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+def resume_point(work: Path, resume: bool, find: Callable[[Path], str | None] = trainer_checkpoint) -> str | None:
+    """The checkpoint to continue from when `resume` is asked for; otherwise (or when there is none)
+    the stale checkpoints of an earlier, abandoned run are cleared so they cannot be mixed in."""
+    found = find(work) if resume else None
+    if resume and found is None:
+        print(f"note: no checkpoint in {work}; starting from the beginning")
+    if found is None and work.exists():
+        shutil.rmtree(work, ignore_errors=True)
+    return found
+
+
+def upstream_model(explicit: str | None, run: str, runs_dir: str | Path, stage: str = "sft") -> str:
+    """An explicit model wins; else this run's `stage` output (the SFT model); else the bundled default."""
+    from ranktune.models import DEFAULT_MODEL
+
+    if explicit:
+        return explicit
+    folder = stage_dir(run, stage, runs_dir)
+    if (folder / "config.json").is_file():
+        return str(folder)
+    print(f"note: no {stage.upper()} model at {folder}; starting from {DEFAULT_MODEL}")
+    return DEFAULT_MODEL
 
 
 def check_writable(folder: Path, min_free_bytes: int = MIN_FREE_BYTES) -> None:

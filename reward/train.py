@@ -17,10 +17,11 @@ from pathlib import Path
 from ranktune.config import lora_config, parse_config
 from ranktune.errors import InputError, exit_on_input_error
 from ranktune.jsonl import write_json_atomic
-from ranktune.models import DEFAULT_MODEL, load_sequence_classifier
+from ranktune.models import load_sequence_classifier
 from ranktune.plots import plot_curves
 from ranktune.records import read_demonstrations
-from ranktune.runs import check_writable, publish_folder, run_dir, stage_dir, work_dir
+from ranktune.runs import (check_writable, publish_folder, resume_point, run_dir, stage_dir, upstream_model,
+                           work_dir)
 from ranktune.scoring import RewardScorer
 from reward.config import RewardScriptArguments
 from reward.data import split_by_prompt, subsample, to_dataset, ungroup
@@ -28,23 +29,6 @@ from reward.evaluate import pair_metrics, plot_evaluation, score_answers, score_
 from reward.normalization import fit_normalization, sample_answers, write_normalization
 from reward.records import read_rankings, resolve_source
 from reward.trainer import RankingRewardConfig, RankingRewardTrainer
-
-
-def _last_checkpoint(folder: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
-
-
-def _model_spec(model_args, script_args) -> str:
-    """An explicit model wins; else this run's SFT model; else the bundled default."""
-    if model_args.model_name_or_path:
-        return model_args.model_name_or_path
-    sft = stage_dir(script_args.run, "sft", script_args.runs_dir)
-    if (sft / "config.json").is_file():
-        return str(sft)
-    print(f"note: no SFT model at {sft}; starting from {DEFAULT_MODEL}")
-    return DEFAULT_MODEL
 
 
 def load_data(script_args, training_args) -> tuple[list, list, dict]:
@@ -86,13 +70,9 @@ def main(args: list[str] | None = None) -> Path:
     train, test, info = load_data(script_args, training_args)
     norm_source = script_args.normalization_data
     norm_records = read_demonstrations(norm_source) if norm_source else None
-    spec = _model_spec(model_args, script_args)
+    spec = upstream_model(model_args.model_name_or_path, script_args.run, script_args.runs_dir)
 
-    resume_from = _last_checkpoint(work) if script_args.resume else None
-    if script_args.resume and resume_from is None:
-        print(f"note: no checkpoint in {work}; starting from the beginning")
-    if resume_from is None and work.exists():
-        shutil.rmtree(work, ignore_errors=True)  # stale checkpoints of an earlier, abandoned run
+    resume_from = resume_point(work, script_args.resume)
     training_args.output_dir = str(work)
     training_args.report_to = []
     training_args.prediction_loss_only = True

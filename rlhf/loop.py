@@ -16,7 +16,6 @@ folder. A step whose output already exists is skipped, so a stopped loop continu
 
 from __future__ import annotations
 
-import json
 import random
 import shlex
 import subprocess

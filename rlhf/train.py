@@ -17,10 +17,9 @@ from pathlib import Path
 from ranktune.config import lora_config, parse_config
 from ranktune.errors import InputError, exit_on_input_error
 from ranktune.jsonl import write_json_atomic, write_jsonl_atomic
-from ranktune.models import DEFAULT_MODEL
 from ranktune.plots import plot_curves
 from ranktune.records import read_demonstrations, read_prompts
-from ranktune.runs import check_writable, publish_folder, stage_dir, work_dir
+from ranktune.runs import check_writable, publish_folder, resume_point, stage_dir, upstream_model, work_dir
 from ranktune.scoring import read_normalization_settings
 from rlhf.checkpoint import last_checkpoint
 from rlhf.config import PPOScriptArguments
@@ -29,16 +28,6 @@ from rlhf.ppo import PPOConfig, PPOTrainer
 
 CURVES = ["objective/scores", "objective/gold", "objective/kl", "objective/rlhf_reward", "answers/length", "policy/entropy",
           "value/explained_variance", "policy/clipfrac", "kl_coef"]
-
-
-def _policy_spec(model_args, script_args) -> str:
-    if model_args.model_name_or_path:
-        return model_args.model_name_or_path
-    sft = stage_dir(script_args.run, "sft", script_args.runs_dir)
-    if (sft / "config.json").is_file():
-        return str(sft)
-    print(f"note: no SFT model at {sft}; starting from {DEFAULT_MODEL}")
-    return DEFAULT_MODEL
 
 
 def _reward_spec(script_args) -> str:
@@ -71,13 +60,9 @@ def main(args: list[str] | None = None) -> Path:
     demos = read_demonstrations(script_args.ptx_data) if script_args.ptx_data and config.ptx_coef else None
     reward_spec = _reward_spec(script_args)
     gain, bias, reward_max_length = read_normalization_settings(reward_spec)
-    policy_spec = _policy_spec(model_args, script_args)
+    policy_spec = upstream_model(model_args.model_name_or_path, script_args.run, script_args.runs_dir)
 
-    resume_from = last_checkpoint(work) if script_args.resume else None
-    if script_args.resume and resume_from is None:
-        print(f"note: no checkpoint in {work}; starting from the beginning")
-    if resume_from is None and work.exists():
-        shutil.rmtree(work, ignore_errors=True)  # stale checkpoints of an earlier, abandoned run
+    resume_from = resume_point(work, script_args.resume, last_checkpoint)
     config.output_dir = str(work)
     config.report_to = []
 

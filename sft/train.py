@@ -12,20 +12,14 @@ import time
 from pathlib import Path
 
 from ranktune.config import lora_config, parse_config
-from ranktune.errors import InputError, exit_on_input_error
+from ranktune.errors import exit_on_input_error
 from ranktune.jsonl import write_json_atomic
 from ranktune.models import DEFAULT_MODEL, load_causal_lm
 from ranktune.plots import plot_curves
 from ranktune.records import read_demonstrations
-from ranktune.runs import check_writable, publish_folder, stage_dir, work_dir
+from ranktune.runs import check_writable, publish_folder, resume_point, stage_dir, work_dir
 from sft.config import SFTScriptArguments
 from sft.data import split_records, to_text_dataset
-
-
-def _last_checkpoint(folder: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
 
 
 def _eval_loss(trainer, dataset) -> float:
@@ -49,11 +43,7 @@ def main(args: list[str] | None = None) -> Path:
     if script_args.max_train_samples:
         train_records = train_records[: script_args.max_train_samples]
 
-    resume_from = _last_checkpoint(work) if script_args.resume else None
-    if script_args.resume and resume_from is None:
-        print(f"note: no checkpoint in {work}; starting from the beginning")
-    if resume_from is None and work.exists():
-        shutil.rmtree(work, ignore_errors=True)  # stale checkpoints of an earlier, abandoned run
+    resume_from = resume_point(work, script_args.resume)
     training_args.output_dir = str(work)
     training_args.report_to = []
     training_args.completion_only_loss = True
