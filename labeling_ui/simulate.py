@@ -29,11 +29,15 @@ def simulate_reviews(store: LabelStore, panel: list[SimulatedReviewer], max_per_
     ensure_accounts(store, panel)
     done = {r.name: 0 for r in panel}
     bar = tqdm(desc="simulated reviewers", unit="ranking")
-    for reviewer in panel:
-        while max_per_reviewer is None or done[reviewer.name] < max_per_reviewer:
-            task = store.next_task(reviewer.name)
+    active = list(panel)
+    while active:  # turn by turn, as a team works at once: every reviewer gets a share of the items
+        for reviewer in list(active):
+            task = None
+            if max_per_reviewer is None or done[reviewer.name] < max_per_reviewer:
+                task = store.next_task(reviewer.name)
             if task is None:
-                break
+                active.remove(reviewer)
+                continue
             ranks = reviewer.rank(task.prompt_text, [a.text for a in task.answers], [a.ended for a in task.answers])
             store.submit(reviewer.name, task.assignment_id, ranks, token=secrets.token_hex(16))
             done[reviewer.name] += 1

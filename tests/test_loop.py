@@ -37,7 +37,7 @@ def test_two_round_loop_and_report(tmp_path, tiny_llama, repo_root, monkeypatch)
         store.close()
     assert rounds[1].endswith("sft") and rounds[2].endswith("round-1/rlhf")
     assert {r["round"] for r in rankings} == {1, 2}
-    assert {r["reviewer"] for r in rankings} <= {"sim-1", "sim-2", "sim-3"}
+    assert {r["reviewer"] for r in rankings} == {"sim-1", "sim-2", "sim-3"}  # the work is shared
     assert len(rankings) == 2 * 10 * 2  # 10 items a round, each ranked by `overlap` = 2 reviewers
     first = json.loads((run / "rounds/round-1/reward/metrics.json").read_text())
     second = json.loads((run / "rounds/round-2/reward/metrics.json").read_text())
