@@ -2,7 +2,9 @@
 
     python benchmarks/ppo_vs_trl.py --policy runs/default/sft --reward_model runs/default/reward
 
-Every method starts from the same policy, trains against the same reward model on the same
+Methods: `ours` (the default config: LoRA policy, LoRA value model over the reward model),
+`ours-shared` (LoRA, value head on the policy), `ours-full` (full fine-tuning, as TRL's PPO does),
+`trl112-ppo`, `trl116-rloo`. Every method starts from the same policy, trains against the same reward model on the same
 prompts with the same settings (8 episodes an update, 32 new tokens, temperature 0.7, 4 PPO
 epochs / RLOO iterations, kl_coef 0.05), each in its own process (so peak RSS is its own). Then
 one evaluator samples every final policy and the starting policy on the same held-out prompts
@@ -45,10 +47,11 @@ def split_prompts(path: str, n_eval: int, seed: int = 0):
 
 # ---------------------------------------------------------------- workers (one process each)
 
-def run_ours(a, out: Path, full: bool) -> dict:
+def run_ours(a, out: Path, variant: str) -> dict:
     from rlhf.train import main
 
-    extra = ["--use_peft", "false", "--learning_rate", "3e-6"] if full else []
+    extra = {"lora": [], "lora-shared": ["--value_model", "shared"],
+             "full": ["--use_peft", "false", "--learning_rate", "3e-6"]}[variant]
     runs = out / "runs"
     start = time.perf_counter()
     final = main(["--config", str(REPO / "configs/rlhf.yaml"), "--run", "bench", "--runs_dir", str(runs),
@@ -174,7 +177,8 @@ def run_eval(a, out: Path) -> dict:
     return results
 
 
-WORKERS = {"ours": lambda a, o: run_ours(a, o, full=False), "ours-full": lambda a, o: run_ours(a, o, full=True),
+WORKERS = {"ours": lambda a, o: run_ours(a, o, "lora"), "ours-shared": lambda a, o: run_ours(a, o, "lora-shared"),
+           "ours-full": lambda a, o: run_ours(a, o, "full"),
            "trl112-ppo": run_trl112, "trl116-rloo": run_rloo, "eval": run_eval}
 
 
@@ -214,7 +218,7 @@ def main() -> None:
     p.add_argument("--prompts", default="data/prompts.jsonl")
     p.add_argument("--updates", type=int, default=8, help="PPO updates (8 episodes each) per method")
     p.add_argument("--eval_prompts_count", type=int, default=48)
-    p.add_argument("--methods", default="ours,ours-full,trl112-ppo,trl116-rloo")
+    p.add_argument("--methods", default="ours,ours-shared,ours-full,trl112-ppo,trl116-rloo")
     p.add_argument("--trl112", default=str(REPO / ".bench" / "trl-1.12"), help="folder for TRL 1.12 (--no-deps)")
     p.add_argument("--out", default=None)
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
