@@ -13,7 +13,6 @@ from tqdm.auto import tqdm
 from rlhf.generation import response_logprobs, sample
 from ranktune.gold import gold_score
 from ranktune.prompting import prompt_text
-from ranktune.scoring import RewardScorer
 
 
 def _mean(xs: list[float]) -> float:
@@ -26,7 +25,6 @@ def evaluate(trainer, prompts: list, batch_size: int = 16, seed: int = 1234) -> 
     model = trainer.accelerator.unwrap_model(trainer.model)
     model.eval()
     tok, args = trainer.tokenizer, trainer.args
-    gain, bias = trainer.reward_normalization
     rows: list[dict] = []
     kls: list[float] = []
     torch.manual_seed(seed)
@@ -38,11 +36,9 @@ def evaluate(trainer, prompts: list, batch_size: int = 16, seed: int = 1234) -> 
             base = sample(reference, tok, batch, trainer.generation_config, args.max_prompt_length)
             ref_lp = response_logprobs(reference, tuned, args.temperature)
         kls.extend(((tuned_lp - ref_lp) * tuned.mask).sum(1).tolist())
-        with trainer.roles.reward() as reward_model:
-            scorer = RewardScorer(reward_model, trainer.reward_tokenizer, gain, bias, trainer.reward_max_length)
-            tuned_answers, base_answers = tuned.answers(tok), base.answers(tok)
-            tuned_scores = scorer.score(batch, tuned_answers, tuned.ended.tolist())
-            base_scores = scorer.score(batch, base_answers, base.ended.tolist())
+        tuned_answers, base_answers = tuned.answers(tok), base.answers(tok)
+        tuned_scores = trainer.reward_scores(batch, tuned_answers, tuned.ended.tolist())
+        base_scores = trainer.reward_scores(batch, base_answers, base.ended.tolist())
         for j, p in enumerate(batch):
             text = prompt_text(p)
             rows.append({"prompt": text,

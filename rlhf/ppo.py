@@ -131,13 +131,17 @@ class PPOTrainer(Trainer):
             values = model.token_values(samples.input_ids, samples.attention_mask, Q)
         with self.roles.reference() as reference:
             ref_logprobs = response_logprobs(reference, samples, T)
-        with self.roles.reward() as reward_model:
-            gain, bias = self.reward_normalization
-            scorer = RewardScorer(reward_model, self.reward_tokenizer, gain, bias, self.reward_max_length)
-            answers = samples.answers(self.tokenizer)
-            scores = torch.tensor(scorer.score(prompts, answers, samples.ended.tolist()), device=values.device)
+        answers = samples.answers(self.tokenizer)
+        scores = torch.tensor(self.reward_scores(prompts, answers, samples.ended.tolist()), device=values.device)
         return samples, {"logprobs": logprobs, "ref_logprobs": ref_logprobs, "values": values.float(),
                          "scores": scores, "answers": answers}
+
+    def reward_scores(self, prompts: list, answers: list[str], ended: list[bool]) -> list[float]:
+        """The reward model's normalised scores, through the same `RewardScorer` every stage uses."""
+        gain, bias = self.reward_normalization
+        with self.roles.reward() as reward_model:
+            scorer = RewardScorer(reward_model, self.reward_tokenizer, gain, bias, self.reward_max_length)
+            return scorer.score(prompts, answers, ended)
 
     # -- 2 and 3. rewards, advantages
     def advantages(self, samples: Samples, r: dict) -> dict[str, torch.Tensor]:
@@ -241,7 +245,7 @@ class PPOTrainer(Trainer):
         return self.accelerator.gather_for_metrics(x.detach().float().reshape(-1)).mean().item()
 
     # -- the loop
-    def train(self, resume_from: str | None = None, on_update=None):
+    def train(self, resume_from: str | None = None):
         """Run all updates (from a checkpoint's update count when resuming); returns the log history."""
         from rlhf.checkpoint import load_checkpoint, save_checkpoint
 
@@ -260,8 +264,6 @@ class PPOTrainer(Trainer):
             self.state.epoch = (update + 1) * self.args.local_batch_size / len(self.prompts)
             if (update + 1) % max(1, int(self.args.logging_steps)) == 0 or update + 1 == self.num_updates:
                 self.log({k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()})
-            if on_update is not None:
-                on_update(update, metrics)
             if self.args.save_steps and (update + 1) % int(self.args.save_steps) == 0 and update + 1 < self.num_updates:
                 save_checkpoint(self, update + 1)
             self.control = self.callback_handler.on_step_end(self.args, self.state, self.control)

@@ -26,8 +26,8 @@ from rlhf.config import PPOScriptArguments
 from rlhf.data import ptx_batches, split_prompts
 from rlhf.ppo import PPOConfig, PPOTrainer
 
-CURVES = ["objective/scores", "objective/gold", "objective/kl", "objective/rlhf_reward", "answers/length", "policy/entropy",
-          "value/explained_variance", "policy/clipfrac", "kl_coef"]
+CURVES = ["objective/scores", "objective/gold", "objective/kl", "objective/rlhf_reward", "answers/length",
+          "policy/entropy", "value/explained_variance", "policy/clipfrac", "kl_coef"]
 
 
 def _reward_spec(script_args) -> str:
