@@ -40,7 +40,7 @@ def peak_rss_mib() -> float:
 
 def split_prompts(path: str, n_eval: int, seed: int = 0):
     from ranktune.records import read_prompts
-    from rlhf.data import split_prompts as split
+    from ranktune.records import split_prompts as split
 
     return split([r["prompt"] for r in read_prompts(path)], 0.5, n_eval, seed)
 
@@ -154,7 +154,7 @@ def run_eval(a, out: Path) -> dict:
 
     from ranktune.models import load_causal_lm
     from ranktune.scoring import RewardScorer
-    from rlhf.generation import response_logprobs, sample, sampling_config
+    from ranktune.sampling import response_logprobs, sample, sampling_config
 
     prompts = [json.loads(x)["prompt"] for x in Path(a.eval_prompts).read_text().splitlines()]
     start_model, tokenizer = load_causal_lm(a.policy)

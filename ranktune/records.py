@@ -10,6 +10,8 @@ A source is a JSONL file or, when no such file exists, a Hugging Face dataset na
 
 from __future__ import annotations
 
+import random
+
 import math
 from pathlib import Path
 from typing import Callable
@@ -96,3 +98,18 @@ def read_prompts(source: str | Path) -> list[dict]:
 
 def read_preferences(source: str | Path) -> list[dict]:
     return load_records(source, preference, "preference pairs (prompt, chosen, rejected)")
+
+
+def split_prompts(prompts: list, eval_fraction: float, max_eval: int, seed: int) -> tuple[list, list]:
+    """Distinct prompts, shuffled with `seed`, split into (train, held-out eval)."""
+    if not 0.0 <= eval_fraction < 1.0:
+        raise InputError(f"must be in [0, 1), got {eval_fraction}", field="eval_fraction")
+    seen, unique = set(), []
+    for p in prompts:
+        key = repr(p)
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    random.Random(seed).shuffle(unique)
+    n_eval = min(max_eval, int(round(len(unique) * eval_fraction))) if eval_fraction > 0 else 0
+    return unique[n_eval:], unique[:n_eval]

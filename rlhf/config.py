@@ -20,6 +20,8 @@ class PPOScriptArguments:
     eval_fraction: float = field(
         default=0.1, metadata={"help": "Share of prompts held out for the final evaluation (never trained on)."})
     max_eval_prompts: int = field(default=64, metadata={"help": "Evaluate on at most this many held-out prompts."})
+    eval_samples_per_prompt: int = field(
+        default=2, metadata={"help": "Answers per held-out prompt from each policy (more: smaller standard errors)."})
     ptx_data: str | None = field(
         default=None, metadata={"help": "Demonstrations for PPO-ptx (with ptx_coef > 0), e.g. data/demonstrations.jsonl."})
     resume: bool = field(default=False, metadata={"help": "Continue from the last checkpoint of this run."})

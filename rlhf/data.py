@@ -1,4 +1,4 @@
-"""Prompts for rollouts and evaluation, and demonstration batches for PPO-ptx."""
+"""Demonstration batches for PPO-ptx."""
 
 from __future__ import annotations
 
@@ -7,23 +7,7 @@ from typing import Iterator
 
 import torch
 
-from ranktune.errors import InputError
 from ranktune.prompting import render_answer, render_prompt
-
-
-def split_prompts(prompts: list, eval_fraction: float, max_eval: int, seed: int) -> tuple[list, list]:
-    """Distinct prompts, shuffled with `seed`, split into (train, held-out eval)."""
-    if not 0.0 <= eval_fraction < 1.0:
-        raise InputError(f"must be in [0, 1), got {eval_fraction}", field="eval_fraction")
-    seen, unique = set(), []
-    for p in prompts:
-        key = repr(p)
-        if key not in seen:
-            seen.add(key)
-            unique.append(p)
-    random.Random(seed).shuffle(unique)
-    n_eval = min(max_eval, int(round(len(unique) * eval_fraction))) if eval_fraction > 0 else 0
-    return unique[n_eval:], unique[:n_eval]
 
 
 def ptx_batches(records: list[dict], tokenizer, batch_size: int, max_length: int, seed: int

@@ -29,7 +29,7 @@ from ranktune.errors import InputError, exit_on_input_error
 from ranktune.jsonl import write_json_atomic, write_jsonl_atomic
 from ranktune.records import read_prompts
 from ranktune.runs import run_dir
-from rlhf.data import split_prompts
+from ranktune.records import split_prompts
 
 
 @dataclass

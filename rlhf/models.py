@@ -19,14 +19,10 @@ from torch import nn
 
 from ranktune.errors import InputError
 from ranktune.models import load_causal_lm, load_sequence_classifier
+from ranktune.sampling import position_ids_for
 from trl.trainer.utils import disable_dropout_in_model
 
 VALUE_MODELS = ("reward", "shared")
-
-
-def position_ids_for(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Positions that skip left padding, as generate() uses them: (B, T) -> (B, T)."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 def _backbone_and_head(seq_cls: nn.Module) -> tuple[nn.Module, nn.Module]:

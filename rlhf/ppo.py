@@ -23,7 +23,7 @@ from transformers import Trainer, TrainingArguments
 from trl.trainer.utils import selective_log_softmax_and_entropy
 
 from rlhf import ppo_math as M
-from rlhf.generation import Samples, response_logprobs, sample, sampling_config
+from ranktune.sampling import Samples, response_logprobs, sample, sampling_config
 from ranktune.gold import gold_score
 from ranktune.prompting import prompt_text
 from ranktune.scoring import RewardScorer
@@ -151,10 +151,12 @@ class PPOTrainer(Trainer):
             scores[~samples.ended] -= args.missing_eos_penalty
         kl = M.kl_per_token(r["logprobs"], r["ref_logprobs"], args.kl_estimator) * mask  # (B, R)
         rewards, non_score = M.shaped_rewards(scores, kl, mask, self.kl_ctl.value)
+        # whitening statistics over the global batch, so N processes train as one would
+        sum_all = None if self.accelerator.num_processes == 1 else lambda t: self.accelerator.reduce(t, "sum")
         if args.whiten_rewards:
-            rewards = M.masked_whiten(rewards, mask, shift_mean=False)
+            rewards = M.masked_whiten(rewards, mask, shift_mean=False, sum_all=sum_all)
         advantages, returns = M.gae(rewards, r["values"], mask, args.gamma, args.lam)
-        advantages = M.masked_whiten(advantages, mask)
+        advantages = M.masked_whiten(advantages, mask, sum_all=sum_all)
         return {"scores": scores, "kl": kl, "non_score": non_score, "advantages": advantages, "returns": returns}
 
     # -- 4. PPO epochs
@@ -205,7 +207,9 @@ class PPOTrainer(Trainer):
 
     def step(self, update: int) -> dict[str, float]:
         """One PPO update; returns its metrics."""
-        torch.manual_seed(self.args.seed * 100003 + update)  # sampling is reproducible per update (resume)
+        # sampling is reproducible per update (resume), and each process draws its own answers
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        torch.manual_seed((self.args.seed * 100003 + update) * world + rank)
         start = time.perf_counter()
         prompts = self.prompts_for(update)
         samples, r = self.rollout(prompts)

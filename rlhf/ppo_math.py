@@ -8,6 +8,8 @@ details of RLHF with PPO".
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 
@@ -25,9 +27,20 @@ def masked_var(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return ((x - mean) ** 2 * mask).sum() / (n - 1)
 
 
-def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
-    """(x - mean) / std over the masked entries; `shift_mean=False` keeps the mean (for rewards)."""
-    mean, var = masked_mean(x, mask), masked_var(x, mask)
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True,
+                  sum_all: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """(x - mean) / std over the masked entries; `shift_mean=False` keeps the mean (for rewards).
+
+    `sum_all` sums a tensor over every process (data-parallel training): the statistics are then
+    those of the whole global batch, as one process holding all of it would compute them.
+    """
+    if sum_all is None:
+        mean, var = masked_mean(x, mask), masked_var(x, mask)
+    else:
+        mask_f = mask.to(x.dtype)
+        total, n = sum_all(torch.stack([(x * mask_f).sum(), mask_f.sum()]))
+        mean = total / n.clamp(min=1)
+        var = sum_all(((x - mean) ** 2 * mask_f).sum()) / (n.clamp(min=2) - 1)
     whitened = (x - mean) * torch.rsqrt(var + 1e-8)
     if not shift_mean:
         whitened = whitened + mean
@@ -46,17 +59,6 @@ def kl_per_token(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: 
     if estimator == "k3":
         return torch.expm1(-log_ratio) + log_ratio
     raise ValueError(f"unknown KL estimator '{estimator}' (k1 or k3)")
-
-
-def response_mask(responses: torch.Tensor, eos_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mask (B, R) of tokens up to and including the first EOS, and whether each response ended (B,)."""
-    is_eos = responses == eos_token_id  # (B, R)
-    ended = is_eos.any(dim=1)
-    # position of the first EOS, or R when there is none
-    first_eos = torch.where(ended, is_eos.int().argmax(dim=1), torch.full_like(ended, responses.shape[1], dtype=torch.long))
-    positions = torch.arange(responses.shape[1], device=responses.device)  # (R,)
-    mask = (positions[None, :] <= first_eos[:, None]).long()
-    return mask, ended
 
 
 def shaped_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl_coef: float

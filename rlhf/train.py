@@ -23,7 +23,8 @@ from ranktune.runs import check_writable, publish_folder, resume_point, stage_di
 from ranktune.scoring import read_normalization_settings
 from rlhf.checkpoint import last_checkpoint
 from rlhf.config import PPOScriptArguments
-from rlhf.data import ptx_batches, split_prompts
+from rlhf.data import ptx_batches
+from ranktune.records import split_prompts
 from rlhf.ppo import PPOConfig, PPOTrainer
 
 CURVES = ["objective/scores", "objective/gold", "objective/kl", "objective/rlhf_reward", "answers/length",
@@ -43,7 +44,7 @@ def main(args: list[str] | None = None) -> Path:
     from transformers import set_seed
     from trl import ModelConfig
 
-    from rlhf.evaluate import evaluate
+    from ranktune.policy_eval import compare_policies
     from rlhf.models import build_models
 
     script_args, config, model_args = parse_config((PPOScriptArguments, PPOConfig, ModelConfig), args)
@@ -86,7 +87,10 @@ def main(args: list[str] | None = None) -> Path:
                "use_peft": model_args.use_peft, "value_model": config.value_model,
                "train_seconds": round(train_seconds, 1)}
     if eval_prompts:
-        metrics["eval"], rows = evaluate(trainer, eval_prompts, config.per_device_eval_batch_size)
+        metrics["eval"], rows = compare_policies(
+            trainer.accelerator.unwrap_model(trainer.model).policy, trainer.roles.reference, tokenizer,
+            trainer.reward_scores, eval_prompts, trainer.generation_config, config.temperature,
+            config.max_prompt_length, config.per_device_eval_batch_size, script_args.eval_samples_per_prompt)
     else:
         rows = []
     metrics["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -119,8 +123,9 @@ def _print_summary(metrics: dict, final: Path) -> None:
     ev = metrics.get("eval")
     if ev:
         lines.append(f"held-out ({ev['prompts']} prompts): reward-model score SFT {ev['sft_score']:+.3f} -> PPO "
-                     f"{ev['ppo_score']:+.3f} at KL {ev['kl_to_sft']:.3f}; win rate vs SFT {ev['win_rate_vs_sft']:.2f}; "
-                     f"gold (simulated reviewers' rule) {ev['sft_gold']:+.3f} -> {ev['ppo_gold']:+.3f}")
+                     f"{ev['ppo_score']:+.3f} at KL {ev['kl_to_sft']:.3f} ({ev['samples_per_prompt']} answers each); win rate vs SFT {ev['win_rate_vs_sft']:.2f}; "
+                     f"gold (simulated reviewers' rule) {ev['sft_gold']:+.3f} -> {ev['ppo_gold']:+.3f} "
+                     f"(gain ± {ev['gold_gain_se']:.3f} s.e.)")
     print("\n".join(lines))
 
 

@@ -36,3 +36,38 @@ def test_sft_two_processes_match_one(tiny_llama, tmp_path, repo_root):
     # Same data and global batch; only the order within an epoch differs between samplers.
     assert m2["eval_loss"] == pytest.approx(m1["eval_loss"], rel=0.02)
     assert not list(Path(tmp_path / "two").glob(".sft*")), "one published folder, no leftovers"
+
+
+@pytest.fixture(scope="module")
+def tiny_reward_folder(tmp_path_factory, tiny_llama):
+    from ranktune.models import load_sequence_classifier
+
+    folder = tmp_path_factory.mktemp("tiny-rm")
+    model, tokenizer = load_sequence_classifier(str(tiny_llama))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_ppo_two_processes_learn_like_one(tiny_llama, tiny_reward_folder, tmp_path, repo_root):
+    """The synthetic task (reward = share of liked tokens) on 1 process x 8 rollouts and on 2 x 4:
+    the same global batch, whitening over all of it, gradients averaged; both must learn alike."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    script = str(repo_root / "tests" / "ppo_synthetic_run.py")
+    results = {}
+    for name, launcher, batch in (("one", [sys.executable], 8), ("two", ACCELERATE, 4)):
+        out = tmp_path / f"{name}.json"
+        proc = subprocess.run([*launcher, script, str(tiny_llama), str(tiny_reward_folder), str(out), str(batch)],
+                              cwd=repo_root, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results[name] = json.loads(out.read_text())
+    one, two = results["one"], results["two"]
+    assert (one["world_size"], two["world_size"]) == (1, 2)
+    assert two["whitening_error"] < 1e-5, "each process whitens with the global batch's statistics"
+    assert one["episodes_per_update"] == two["episodes_per_update"] == [8] * len(one["scores"])
+
+    def rise(scores):
+        return sum(scores[-5:]) / 5 - sum(scores[:3]) / 3
+
+    assert rise(one["scores"]) > 0.3 and rise(two["scores"]) > 0.3, (one["scores"], two["scores"])
+    assert abs(sum(one["scores"][-5:]) - sum(two["scores"][-5:])) / 5 < 0.2, (one["scores"], two["scores"])

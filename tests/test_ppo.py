@@ -6,14 +6,14 @@ import sys
 
 import pytest
 import torch
-from torch import nn
 
 from rlhf import ppo as ppo_module
-from rlhf.generation import response_logprobs, sample, sampling_config
+from ranktune.sampling import response_logprobs, sample, sampling_config
 from rlhf.models import build_models
 from rlhf.ppo import PPOConfig, PPOTrainer
 from rlhf.train import main as rlhf_main
 from ranktune.models import load_sequence_classifier
+from tiny_models import CountingReward
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,10 @@ def test_ppo_run_publishes_a_loadable_policy_and_metrics(tmp_path, tiny_llama, r
         assert key in lines[0], key
     assert (final / "ppo.png").stat().st_size > 1000
     rows = [json.loads(x) for x in (final / "eval_samples.jsonl").read_text().splitlines()]
-    assert len(rows) == metrics["eval"]["prompts"] == 3  # 10% of 30 distinct prompts
+    assert metrics["eval"]["prompts"] == 3  # 10% of 30 distinct prompts
+    assert len(rows) == 3 * metrics["eval"]["samples_per_prompt"] == 6  # two answers per prompt by default
+    assert {r["prompt"] for r in rows[:2]} == {rows[0]["prompt"]}, "a prompt's answers side by side"
+    assert metrics["eval"]["gold_gain_se"] >= 0
 
 
 def test_lora_roles_share_weights(tiny_llama, reward_folder):
@@ -110,22 +113,6 @@ def test_lora_roles_share_weights(tiny_llama, reward_folder):
     assert not torch.allclose(tuned, base)
     assert torch.allclose(reward, expected_reward, atol=1e-5)  # adapter off == the reward model as trained
     assert not torch.allclose(value, reward)
-
-
-class CountingReward(nn.Module):
-    """A synthetic reward model: the share of answer tokens whose id is in `liked` (dense enough
-    that a tiny random policy finds it). Scored through the same RewardScorer as a real one."""
-
-    def __init__(self, liked: torch.Tensor, eos_token_id: int, pad_token_id: int):
-        super().__init__()
-        self.register_buffer("liked", liked)
-        self.anchor = nn.Parameter(torch.zeros(1))  # RewardScorer reads the device from a parameter
-        self.eos, self.pad = eos_token_id, pad_token_id
-
-    def forward(self, input_ids, attention_mask=None, **kwargs):
-        hits = torch.isin(input_ids, self.liked) & (input_ids != self.pad)
-        score = hits.float().sum(1, keepdim=True) / 8.0
-        return type("Out", (), {"logits": score})
 
 
 def test_mean_reward_rises_on_a_synthetic_task(tmp_path, tiny_llama, reward_folder):

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from rlhf import ppo_math as M
+from ranktune.sampling import response_mask
 
 
 def test_response_mask_stops_after_first_eos():
@@ -13,7 +14,7 @@ def test_response_mask_stops_after_first_eos():
     responses = torch.tensor([[5, 6, eos, pad, pad],
                               [5, 6, 7, 8, 4],      # never ends
                               [eos, pad, pad, pad, pad]])
-    mask, ended = M.response_mask(responses, eos)
+    mask, ended = response_mask(responses, eos)
     assert mask.tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]
     assert ended.tolist() == [True, False, True]
 

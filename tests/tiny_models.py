@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 CHAT_TEMPLATE = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content']"
     " + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
@@ -70,3 +72,19 @@ def make_tiny_model_dir(folder: str | Path, arch: str = "llama", seed: int = 0) 
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+class CountingReward(torch.nn.Module):
+    """A synthetic reward model: the share of answer tokens whose id is in `liked` (dense enough
+    that a tiny random policy finds it). Scored through the same RewardScorer as a real one."""
+
+    def __init__(self, liked: torch.Tensor, eos_token_id: int, pad_token_id: int):
+        super().__init__()
+        self.register_buffer("liked", liked)
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # RewardScorer reads the device from a parameter
+        self.eos, self.pad = eos_token_id, pad_token_id
+
+    def forward(self, input_ids, attention_mask=None, **kwargs):
+        hits = torch.isin(input_ids, self.liked) & (input_ids != self.pad)
+        score = hits.float().sum(1, keepdim=True) / 8.0
+        return type("Out", (), {"logits": score})

@@ -1,4 +1,4 @@
-"""Sampling answers and reading log-probs: the parts of a rollout that are not PPO's own math.
+"""Sampling answers and reading log-probs: shared by PPO's rollouts and every policy evaluation.
 
 Queries are left-padded so that every answer starts at the same column `Q`; answers are cut
 after their first EOS and right-padded with the pad token (never EOS: see ranktune.models).
@@ -13,9 +13,23 @@ import torch
 from transformers import GenerationConfig
 from trl.trainer.utils import selective_log_softmax
 
-from rlhf.models import position_ids_for
-from rlhf.ppo_math import response_mask
 from ranktune.prompting import render_prompt
+
+
+def position_ids_for(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that skip left padding, as generate() uses them: (B, T) -> (B, T)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def response_mask(responses: torch.Tensor, eos_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask (B, R) of tokens up to and including the first EOS, and whether each response ended (B,)."""
+    is_eos = responses == eos_token_id  # (B, R)
+    ended = is_eos.any(dim=1)
+    # position of the first EOS, or R when there is none
+    first_eos = torch.where(ended, is_eos.int().argmax(dim=1), torch.full_like(ended, responses.shape[1], dtype=torch.long))
+    positions = torch.arange(responses.shape[1], device=responses.device)  # (R,)
+    mask = (positions[None, :] <= first_eos[:, None]).long()
+    return mask, ended
 
 
 @dataclass
