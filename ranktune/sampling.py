@@ -41,6 +41,7 @@ class Samples:
     mask: torch.Tensor        # (B, R) 1 up to and including the first EOS
     ended: torch.Tensor       # (B,) the answer emitted EOS within R tokens
     logprobs: torch.Tensor | None = None  # (B, R) sampling policy's log-probs, at the sampling temperature
+    hidden: torch.Tensor | None = None    # (B, R, H) last hidden state of the state before each answer token
 
     @property
     def context_length(self) -> int:
@@ -77,13 +78,15 @@ def tokenize_prompts(tokenizer, prompts: list, max_prompt_length: int | None = N
 
 @torch.no_grad()
 def sample(model, tokenizer, prompts: list, config: GenerationConfig, max_prompt_length: int | None = None,
-           with_logprobs: bool = False) -> Samples:
+           with_logprobs: bool = False, with_hidden: bool = False) -> Samples:
     """One sampled answer per prompt, with KV cache. `with_logprobs` keeps the sampling log-probs
-    from generate()'s own logits, which saves PPO a forward pass of the policy."""
+    from generate()'s own logits, and `with_hidden` its last hidden states (what a value head on
+    the policy reads), which saves PPO a forward pass of the policy."""
     queries, query_mask = tokenize_prompts(tokenizer, prompts, max_prompt_length)
     queries, query_mask = queries.to(model.device), query_mask.to(model.device)
     config = copy.deepcopy(config)
     config.return_dict_in_generate, config.output_logits = True, with_logprobs
+    config.output_hidden_states = with_hidden
     out = model.generate(input_ids=queries, attention_mask=query_mask, generation_config=config)
     responses = out.sequences[:, queries.shape[1]:]  # (B, R)
     mask, ended = response_mask(responses, tokenizer.eos_token_id)
@@ -92,7 +95,13 @@ def sample(model, tokenizer, prompts: list, config: GenerationConfig, max_prompt
     if with_logprobs:
         logits = torch.stack(out.logits, dim=1).float()  # (B, R, V) raw, before any logits processor
         logprobs = selective_log_softmax(logits / config.temperature, responses)
-    return Samples(prompts, queries, query_mask, responses, mask, ended, logprobs)
+    hidden = None
+    if with_hidden:
+        # step 0 ran over the whole prompt: its last position is the state before answer token 0;
+        # step t > 0 ran over answer token t-1 alone, giving the state before answer token t
+        steps = out.hidden_states  # R steps, each a tuple over layers of (B, tokens in the step, H)
+        hidden = torch.cat([steps[0][-1][:, -1:]] + [step[-1] for step in steps[1:]], dim=1)  # (B, R, H)
+    return Samples(prompts, queries, query_mask, responses, mask, ended, logprobs, hidden)
 
 
 def response_logprobs(model, samples: Samples, temperature: float) -> torch.Tensor:

@@ -95,7 +95,8 @@ def main(args: list[str] | None = None) -> Path:
                "group_by_ranking": training_args.group_by_ranking, "margin_scale": training_args.margin_scale,
                "max_length": training_args.max_length, "train_answers_cut_to_max_length": cut,
                "use_peft": model_args.use_peft, "train_seconds": round(time.time() - start, 1),
-               "train_loss": result.training_loss, "global_step": trainer.state.global_step}
+               "train_loss": result.training_loss, "global_step": trainer.state.global_step,
+               "world_size": trainer.accelerator.num_processes}
 
     if hasattr(trainer.model, "merge_and_unload"):  # LoRA: ship a plain model any stage can load
         trainer.model = trainer.model.merge_and_unload()

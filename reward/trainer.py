@@ -87,12 +87,18 @@ class RankingRewardTrainer(RewardTrainer):
             self._total_train_tokens += tokens // self._tp_size
         self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
         with torch.no_grad():
-            all_rewards = self.accelerator.gather(rewards.detach())
-            self._metrics[mode]["mean_reward"].append(all_rewards.mean().item())
-            self._metrics[mode]["std_reward"].append(all_rewards.std().item() if all_rewards.numel() > 1 else 0.0)
-            if better.numel():
-                diff = rewards[better] - rewards[worse]  # (P,)
-                accuracy = (diff > 0).float().mean()
-                self._metrics[mode]["accuracy"].append(self.accelerator.gather_for_metrics(accuracy).mean().item())
-                self._metrics[mode]["margin"].append(self.accelerator.gather_for_metrics(diff.mean()).mean().item())
+            # Sums over every process: ranks hold different numbers of answers and pairs (K varies,
+            # ties give none), so per-process tensors cannot be gathered, and a collective only some
+            # processes reach would hang.
+            r = rewards.detach().float()
+            diff = r[better] - r[worse]  # (P,)
+            n, s1, s2, pairs, correct, margin = self.accelerator.reduce(torch.stack([
+                r.new_tensor(r.numel()), r.sum(), (r * r).sum(),
+                r.new_tensor(diff.numel()), (diff > 0).float().sum(), diff.sum()]), "sum").tolist()
+            mean = s1 / max(n, 1)
+            self._metrics[mode]["mean_reward"].append(mean)
+            self._metrics[mode]["std_reward"].append(max(0.0, (s2 - n * mean * mean) / (n - 1)) ** 0.5 if n > 1 else 0.0)
+            if pairs:
+                self._metrics[mode]["accuracy"].append(correct / pairs)
+                self._metrics[mode]["margin"].append(margin / pairs)
         return (loss, outputs) if return_outputs else loss

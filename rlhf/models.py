@@ -61,11 +61,14 @@ class PolicyAndValue(nn.Module):
         logits = out.logits[:, :-1]  # (B, R, V)
         values = None
         if with_values and self.shared:
-            hidden = out.hidden_states[-1][:, context_length - 1:-1]  # (B, R, H)
-            values = self.value_head(hidden).squeeze(-1)  # (B, R)
+            values = self.head_values(out.hidden_states[-1][:, context_length - 1:-1])  # (B, R)
         elif with_values:
             values = self.token_values(input_ids, attention_mask, context_length)
         return logits, values
+
+    def head_values(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Values (B, R) from the shared head, given the policy's last hidden states (B, R, H)."""
+        return self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1)
 
     def token_values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, context_length: int) -> torch.Tensor:
         """Values (B, R) from the separate value model, read at every response state."""

@@ -119,15 +119,15 @@ class PPOTrainer(Trainer):
         model = self.accelerator.unwrap_model(self.model)
         args = self.args
         model.eval()
-        shared = model.shared
+        # generate() already computed the policy's logits (and, for a shared value head, the hidden
+        # states it reads): the old log-probs and values come from there, not from another forward
         samples = sample(model.policy, self.tokenizer, prompts, self.generation_config, args.max_prompt_length,
-                         with_logprobs=not shared)
+                         with_logprobs=True, with_hidden=model.shared)
         Q, T = samples.context_length, args.temperature
-        if shared:  # one policy forward gives log-probs and values
-            logits, values = model(samples.input_ids, samples.attention_mask, Q)
-            logprobs = selective_log_softmax_and_entropy(logits.float(), samples.responses, False, T)[0]
+        logprobs = samples.logprobs
+        if model.shared:
+            values = model.head_values(samples.hidden)
         else:
-            logprobs = samples.logprobs
             values = model.token_values(samples.input_ids, samples.attention_mask, Q)
         with self.roles.reference() as reference:
             ref_logprobs = response_logprobs(reference, samples, T)

@@ -85,7 +85,7 @@ def main(args: list[str] | None = None) -> Path:
                "episodes": trainer.num_updates * config.local_batch_size * trainer.accelerator.num_processes,
                "train_prompts": len(train_prompts), "eval_prompts": len(eval_prompts),
                "use_peft": model_args.use_peft, "value_model": config.value_model,
-               "train_seconds": round(train_seconds, 1)}
+               "train_seconds": round(train_seconds, 1), "world_size": trainer.accelerator.num_processes}
     if eval_prompts:
         metrics["eval"], rows = compare_policies(
             trainer.accelerator.unwrap_model(trainer.model).policy, trainer.roles.reference, tokenizer,

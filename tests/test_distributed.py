@@ -71,3 +71,49 @@ def test_ppo_two_processes_learn_like_one(tiny_llama, tiny_reward_folder, tmp_pa
 
     assert rise(one["scores"]) > 0.3 and rise(two["scores"]) > 0.3, (one["scores"], two["scores"])
     assert abs(sum(one["scores"][-5:]) - sum(two["scores"][-5:])) / 5 < 0.2, (one["scores"], two["scores"])
+
+
+def test_reward_two_processes_match_one(tiny_llama, tmp_path, repo_root):
+    """The keyword task of test_reward.py: 1 process x 8 rankings and 2 x 4 reach the same step count
+    and both learn the keyword on held-out prompts."""
+    from test_reward import keyword_task
+
+    data = write_jsonl(tmp_path / "rankings.jsonl", keyword_task(64))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    metrics = {}
+    for name, launcher, batch in (("one", [sys.executable], 8), ("two", ACCELERATE, 4)):
+        args = ["-m", "reward", "--config", "configs/reward.yaml", "--model_name_or_path", str(tiny_llama),
+                "--data", str(data), "--runs_dir", str(tmp_path), "--run", name, "--learning_rate", "1e-3",
+                "--num_train_epochs", "3", "--eval_fraction", "0.25", "--max_length", "48",
+                "--per_device_train_batch_size", str(batch), "--gradient_accumulation_steps", "1",
+                "--normalization_samples", "32", "--disable_tqdm", "true", "--seed", "0"]
+        proc = subprocess.run([*launcher, *args], cwd=repo_root, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        metrics[name] = json.loads((tmp_path / name / "reward" / "metrics.json").read_text())
+    one, two = metrics["one"], metrics["two"]
+    assert (one["world_size"], two["world_size"]) == (1, 2)
+    assert one["global_step"] == two["global_step"], "same global batch, same number of optimizer steps"
+    assert one["test"]["pairs"] == two["test"]["pairs"], "the same held-out prompts"
+    assert one["test"]["accuracy"] >= 0.85 and two["test"]["accuracy"] >= 0.85, (one["test"], two["test"])
+    assert (tmp_path / "two" / "reward" / "reward_normalization.json").is_file()
+    assert not (tmp_path / "two" / "reward.work").exists()
+
+
+def test_ppo_stage_under_accelerate_launch_publishes_once(tiny_llama, tiny_reward_folder, tmp_path, repo_root):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"Write about topic {i}, please."}) + "\n" for i in range(30)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = ["-m", "rlhf", "--config", "configs/rlhf.yaml", "--run", "two", "--runs_dir", str(tmp_path),
+            "--prompts", str(prompts), "--model_name_or_path", str(tiny_llama), "--reward_model",
+            str(tiny_reward_folder), "--total_episodes", "16", "--per_device_train_batch_size", "4",
+            "--response_length", "8", "--max_eval_prompts", "2", "--per_device_eval_batch_size", "4",
+            "--save_steps", "1", "--lora_r", "4", "--disable_tqdm", "true"]
+    proc = subprocess.run([*ACCELERATE, *args], cwd=repo_root, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "two" / "rlhf" / "metrics.json").read_text())
+    assert metrics["world_size"] == 2
+    assert metrics["updates"] == 2 and metrics["episodes"] == 16, "4 rollouts x 2 processes an update"
+    assert metrics["eval"]["prompts"] == 2
+    lines = (tmp_path / "two" / "rlhf" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2
+    assert not (tmp_path / "two" / "rlhf.work").exists()

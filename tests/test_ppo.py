@@ -59,6 +59,23 @@ def test_sampling_logprobs_equal_a_forward_pass(tiny_llama):
     assert torch.allclose(samples.logprobs[mask], again[mask], atol=1e-4)
 
 
+def test_shared_values_from_generation_equal_a_forward_pass(tiny_llama, reward_folder):
+    """With a shared value head, the rollout's values come from generate()'s hidden states; they must
+    be the values the training forward pass computes, or value clipping starts from the wrong place."""
+    trained, _, tokenizer, _ = build_models(str(tiny_llama), str(reward_folder), None, "shared")
+    torch.nn.init.normal_(trained.value_head.weight)  # the zero-initialised head would agree trivially
+    trained.eval()
+    torch.manual_seed(0)
+    config = sampling_config(tokenizer, max_new_tokens=10, temperature=0.7)
+    samples = sample(trained.policy, tokenizer, ["Hi there", "Write a long poem about the sea"], config,
+                     with_logprobs=True, with_hidden=True)
+    assert samples.hidden.shape[:2] == samples.responses.shape
+    with torch.no_grad():
+        _, values = trained(samples.input_ids, samples.attention_mask, samples.context_length)
+    mask = samples.mask.bool()
+    assert torch.allclose(trained.head_values(samples.hidden)[mask], values[mask], atol=1e-4)
+
+
 @pytest.mark.parametrize("mode", ["lora-reward-value", "full-shared-value"])
 def test_ppo_run_publishes_a_loadable_policy_and_metrics(tmp_path, tiny_llama, reward_folder, prompts_file, mode):
     extra = (["--use_peft", "true", "--lora_r", "4", "--lora_target_modules", "all-linear"] if mode.startswith("lora")
