@@ -3,7 +3,8 @@
     python benchmarks/ppo_vs_trl.py --policy runs/default/sft --reward_model runs/default/reward
 
 Methods: `ours` (the default config: LoRA policy, LoRA value model over the reward model),
-`ours-shared` (LoRA, value head on the policy), `ours-full` (full fine-tuning, as TRL's PPO does),
+`ours-shared` (LoRA, value head on the policy), `ours-every-layer` (`ours` with adapters on every
+layer, not only the top `lora_top_layers`), `ours-full` (full fine-tuning, as TRL's PPO does),
 `trl112-ppo`, `trl116-rloo`. Every method starts from the same policy, trains against the same reward model on the same
 prompts with the same settings (8 episodes an update, 32 new tokens, temperature 0.7, 4 PPO
 epochs / RLOO iterations, kl_coef 0.05), each in its own process (so peak RSS is its own). Then
@@ -51,6 +52,7 @@ def run_ours(a, out: Path, variant: str) -> dict:
     from rlhf.train import main
 
     extra = {"lora": [], "lora-shared": ["--value_model", "shared"],
+             "lora-every-layer": ["--lora_top_layers", "0"],
              "full": ["--use_peft", "false", "--learning_rate", "3e-6"]}[variant]
     runs = out / "runs"
     start = time.perf_counter()
@@ -179,6 +181,7 @@ def run_eval(a, out: Path) -> dict:
 
 WORKERS = {"ours": lambda a, o: run_ours(a, o, "lora"), "ours-shared": lambda a, o: run_ours(a, o, "lora-shared"),
            "ours-full": lambda a, o: run_ours(a, o, "full"),
+           "ours-every-layer": lambda a, o: run_ours(a, o, "lora-every-layer"),
            "trl112-ppo": run_trl112, "trl116-rloo": run_rloo, "eval": run_eval}
 
 

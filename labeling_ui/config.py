@@ -36,6 +36,9 @@ class GenerateArguments:
     max_new_tokens: int = field(default=160, metadata={"help": "Answers longer than this are cut off (and marked so)."})
     batch_size: int = field(default=8, metadata={"help": "Prompts per generate() call (each sampled k times)."})
     seed: int = field(default=0, metadata={"help": "Sampling seed."})
+    engine: str = field(default="generate",
+                        metadata={"help": "generate (KV cache) or continuous_batching (transformers' paged engine, "
+                                          "for many prompts on a GPU)."})
 
 
 @dataclass

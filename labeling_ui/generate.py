@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from ranktune.errors import InputError
 from ranktune.models import load_causal_lm
 from ranktune.prompting import render_prompt
 
 from labeling_ui.config import GenerateArguments
 from labeling_ui.store import LabelStore, prompt_key
+
+ENGINES = ("generate", "continuous_batching")
 
 
 def pick_round(store: LabelStore, policy: str, requested: int | None) -> int:
@@ -31,19 +34,30 @@ def pick_round(store: LabelStore, policy: str, requested: int | None) -> int:
 
 def sample_answers(model, tokenizer, prompts: list, k: int, args: GenerateArguments):
     """K sampled answers per prompt: (texts, ended, num_tokens), each a list of K per prompt."""
+    import copy
+
     import torch
 
+    from ranktune.sampling import continuous_generate
+
     texts = [render_prompt(tokenizer, p) for p in prompts]
-    tokenizer.padding_side = "left"
-    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    with torch.no_grad():
-        out = model.generate(**enc, do_sample=True, temperature=args.temperature, top_p=args.top_p,
-                             max_new_tokens=args.max_new_tokens, num_return_sequences=k, use_cache=True,
-                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-    new = out[:, enc["input_ids"].shape[1]:]  # (B*K, T): prompt b's samples are rows b*K .. b*K+K-1
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    if args.engine == "continuous_batching":
+        config = copy.deepcopy(model.generation_config)  # what generate() would start from, so both engines agree
+        config.update(do_sample=True, temperature=args.temperature, top_p=args.top_p,
+                      max_new_tokens=args.max_new_tokens, eos_token_id=eos, pad_token_id=pad)
+        ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        rows = continuous_generate(model, [x for x in ids for _ in range(k)], config)  # prompt b: rows b*K ..
+    else:
+        tokenizer.padding_side = "left"
+        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.no_grad():
+            out = model.generate(**enc, do_sample=True, temperature=args.temperature, top_p=args.top_p,
+                                 max_new_tokens=args.max_new_tokens, num_return_sequences=k, use_cache=True,
+                                 pad_token_id=pad, eos_token_id=eos)
+        rows = out[:, enc["input_ids"].shape[1]:].tolist()  # (B*K, T): prompt b's samples are rows b*K .. b*K+K-1
     answers, ended, lengths = [], [], []
-    for row in new.tolist():
+    for row in rows:
         stop = row.index(eos) if eos in row else None
         body = row[:stop] if stop is not None else [t for t in row if t != pad]
         answers.append(tokenizer.decode(body, skip_special_tokens=True).strip())
@@ -58,6 +72,8 @@ def generate(store: LabelStore, prompts: list, args: GenerateArguments, round: i
     import torch
     from tqdm.auto import tqdm
 
+    if args.engine not in ENGINES:
+        raise InputError(f"must be one of {', '.join(ENGINES)}, got '{args.engine}'", field="engine")
     done = store.items_in_round(round)
     seen, todo = set(), []
     for p in prompts:

@@ -112,3 +112,32 @@ def response_logprobs(model, samples: Samples, temperature: float) -> torch.Tens
                 use_cache=False, logits_to_keep=R + 1)
     logits = out.logits[:, :-1].float()  # (B, R, V): position t predicts response token t
     return selective_log_softmax(logits / temperature, samples.responses)
+
+
+@torch.no_grad()
+def sample_continuous(model, tokenizer, prompts: list, config: GenerationConfig,
+                      max_prompt_length: int | None = None) -> Samples:
+    """`sample` through transformers' continuous batching (paged KV cache, each request scheduled
+    on its own, so finished answers free their slot at once): the engine that pays on a GPU with
+    many rollouts. It runs the model object itself, so it always samples from the current weights
+    (nothing to sync). The log-probs are left to a forward pass."""
+    queries, query_mask = tokenize_prompts(tokenizer, prompts, max_prompt_length)
+    answers = continuous_generate(model, [q[m.bool()].tolist() for q, m in zip(queries, query_mask)], config)
+    width = max(1, max(len(a) for a in answers))
+    pad = tokenizer.pad_token_id
+    responses = torch.tensor([a + [pad] * (width - len(a)) for a in answers], device=queries.device)
+    mask, ended = response_mask(responses, tokenizer.eos_token_id)
+    responses = responses.masked_fill(mask == 0, pad)
+    return Samples(prompts, queries.to(model.device), query_mask.to(model.device), responses.to(model.device),
+                   mask.to(model.device), ended.to(model.device))
+
+
+def continuous_generate(model, inputs: list[list[int]], config: GenerationConfig) -> list[list[int]]:
+    """New tokens for each prompt (token ids, unpadded), in the order given, from `generate_batch`."""
+    results = model.generate_batch(inputs=inputs, generation_config=config, progress_bar=False)
+    # request ids are numbered in the order of the inputs
+    ordered = sorted(results.values(), key=lambda r: int(r.request_id.rsplit("_", 1)[1]))
+    failed = [r.error for r in ordered if r.error]
+    if len(ordered) != len(inputs) or failed:
+        raise RuntimeError(f"continuous batching returned {len(ordered)} of {len(inputs)} answers {failed[:1]}")
+    return [list(r.generated_tokens[:config.max_new_tokens]) for r in ordered]

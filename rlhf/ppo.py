@@ -20,13 +20,16 @@ from dataclasses import dataclass, field
 
 import torch
 from transformers import Trainer, TrainingArguments
-from trl.trainer.utils import selective_log_softmax_and_entropy
+from trl.trainer.utils import selective_log_softmax, selective_log_softmax_and_entropy
 
 from rlhf import ppo_math as M
-from ranktune.sampling import Samples, response_logprobs, sample, sampling_config
+from ranktune.sampling import Samples, response_logprobs, sample, sample_continuous, sampling_config
 from ranktune.gold import gold_score
 from ranktune.prompting import prompt_text
 from ranktune.scoring import RewardScorer
+
+
+GENERATION_ENGINES = ("generate", "continuous_batching")
 
 
 @dataclass
@@ -57,6 +60,12 @@ class PPOConfig(TrainingArguments):
     value_model: str = field(
         default="reward", metadata={"help": "reward: a value model initialised from the reward model (LoRA over the "
                                             "same weights); shared: a value head on the policy's backbone."})
+    lora_top_layers: int = field(
+        default=0, metadata={"help": "With LoRA: adapters on the top N transformer layers only (policy and value), "
+                                     "so backward passes stop there. 0 = every layer."})
+    generation_engine: str = field(
+        default="generate", metadata={"help": "generate: transformers' generate() with a KV cache; continuous_batching: "
+                                              "transformers' paged continuous batching (for many rollouts on a GPU)."})
     sample_every: int = field(default=10, metadata={"help": "Print and keep a table of samples every N updates."})
     learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate (1e-4 suits LoRA; ~3e-6 full)."})
     lr_scheduler_type: str = field(default="linear", metadata={"help": "Decays over all optimizer steps."})
@@ -71,6 +80,9 @@ class PPOConfig(TrainingArguments):
             raise ValueError(f"kl_estimator must be k1 or k3, got '{self.kl_estimator}'")
         if self.temperature <= 0:
             raise ValueError("temperature must be more than 0")
+        if self.generation_engine not in GENERATION_ENGINES:
+            raise ValueError(f"generation_engine must be one of {', '.join(GENERATION_ENGINES)}, "
+                             f"got '{self.generation_engine}'")
 
     @property
     def local_batch_size(self) -> int:
@@ -119,16 +131,23 @@ class PPOTrainer(Trainer):
         model = self.accelerator.unwrap_model(self.model)
         args = self.args
         model.eval()
-        # generate() already computed the policy's logits (and, for a shared value head, the hidden
-        # states it reads): the old log-probs and values come from there, not from another forward
-        samples = sample(model.policy, self.tokenizer, prompts, self.generation_config, args.max_prompt_length,
-                         with_logprobs=True, with_hidden=model.shared)
-        Q, T = samples.context_length, args.temperature
-        logprobs = samples.logprobs
-        if model.shared:
-            values = model.head_values(samples.hidden)
+        T = args.temperature
+        if args.generation_engine == "continuous_batching":
+            # the engine returns tokens only: one policy forward gives the old log-probs and values
+            samples = sample_continuous(model.policy, self.tokenizer, prompts, self.generation_config,
+                                        args.max_prompt_length)
+            logits, values = model(samples.input_ids, samples.attention_mask, samples.context_length)
+            logprobs = selective_log_softmax(logits.float() / T, samples.responses)
         else:
-            values = model.token_values(samples.input_ids, samples.attention_mask, Q)
+            # generate() already computed the policy's logits (and, for a shared value head, the hidden
+            # states it reads): the old log-probs and values come from there, not from another forward
+            samples = sample(model.policy, self.tokenizer, prompts, self.generation_config, args.max_prompt_length,
+                             with_logprobs=True, with_hidden=model.shared)
+            logprobs = samples.logprobs
+            if model.shared:
+                values = model.head_values(samples.hidden)
+            else:
+                values = model.token_values(samples.input_ids, samples.attention_mask, samples.context_length)
         with self.roles.reference() as reference:
             ref_logprobs = response_logprobs(reference, samples, T)
         answers = samples.answers(self.tokenizer)

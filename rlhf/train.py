@@ -69,7 +69,7 @@ def main(args: list[str] | None = None) -> Path:
 
     set_seed(config.seed)  # LoRA and value-head initialisation: a rerun is the same run
     trained, roles, tokenizer, reward_tokenizer = build_models(policy_spec, reward_spec, lora_config(model_args),
-                                                               config.value_model)
+                                                               config.value_model, config.lora_top_layers)
     ptx = ptx_batches(demos, tokenizer, config.per_device_train_batch_size, 512, config.seed) if demos else None
     # the reward model scores texts cut where it was trained and normalised, never elsewhere
     trainer = PPOTrainer(config, trained, roles, tokenizer, reward_tokenizer, train_prompts, (gain, bias),

@@ -78,7 +78,8 @@ def test_shared_values_from_generation_equal_a_forward_pass(tiny_llama, reward_f
 
 @pytest.mark.parametrize("mode", ["lora-reward-value", "full-shared-value"])
 def test_ppo_run_publishes_a_loadable_policy_and_metrics(tmp_path, tiny_llama, reward_folder, prompts_file, mode):
-    extra = (["--use_peft", "true", "--lora_r", "4", "--lora_target_modules", "all-linear"] if mode.startswith("lora")
+    extra = (["--use_peft", "true", "--lora_r", "4", "--lora_target_modules", "all-linear", "--lora_top_layers", "1"]
+             if mode.startswith("lora")
              else ["--use_peft", "false", "--value_model", "shared", "--learning_rate", "1e-4"])
     final = rlhf_main(_args(tmp_path, tiny_llama, reward_folder, prompts_file, "--total_episodes", "12", *extra))
     assert final == tmp_path / "runs" / "t" / "rlhf"
@@ -116,7 +117,7 @@ def test_lora_roles_share_weights(tiny_llama, reward_folder):
     ids = tokenizer(["Hello world, a poem"], return_tensors="pt")
     for p in trained.parameters():  # make the adapters matter
         if p.requires_grad:
-            nn.init.normal_(p, std=0.5)
+            torch.nn.init.normal_(p, std=0.5)
     with torch.no_grad():
         tuned = trained.policy(**ids).logits
         with roles.reference() as ref:
@@ -130,6 +131,23 @@ def test_lora_roles_share_weights(tiny_llama, reward_folder):
     assert not torch.allclose(tuned, base)
     assert torch.allclose(reward, expected_reward, atol=1e-5)  # adapter off == the reward model as trained
     assert not torch.allclose(value, reward)
+
+
+def test_lora_top_layers_adapts_only_the_last_layers(tiny_llama, reward_folder):
+    from peft import LoraConfig
+
+    lora = LoraConfig(r=4, target_modules="all-linear")
+    trained, _, _, _ = build_models(str(tiny_llama), str(reward_folder), lora, "reward", lora_top_layers=1)
+    for role in (trained.policy, trained.value):
+        adapted = {n.split("layers.")[1].split(".")[0] for n, _ in role.named_parameters() if "lora_" in n}
+        assert adapted == {"1"}, adapted  # the tiny model has layers 0 and 1
+    # and a whole run with it: the value model's copy of the score head still trains
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    logits, values = trained(ids, torch.ones_like(ids), 2)
+    (logits.float().mean() + values.mean()).backward()
+    grads = {n for n, p in trained.named_parameters() if p.grad is not None}
+    assert any("layers.1" in n and "lora_" in n for n in grads)
+    assert not any("layers.0" in n for n in grads), "nothing below the adapted layers trains"
 
 
 def test_mean_reward_rises_on_a_synthetic_task(tmp_path, tiny_llama, reward_folder):
