@@ -9,7 +9,7 @@ RUN    ?= default
 ARGS   ?=
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install install-browser install-postgres sft generate label export reward rlhf demo loop report screenshot test help
+.PHONY: install install-browser install-postgres sft generate label export reward rlhf dpo rloo grpo compare demo loop report screenshot test help
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -55,6 +55,19 @@ reward: ## stage 2: reward model from runs/$(RUN)/export -> runs/$(RUN)/reward
 
 rlhf: ## stage 3: our PPO on the SFT policy and the reward model -> runs/$(RUN)/rlhf
 	$(PY) -m rlhf --config configs/rlhf.yaml --run $(RUN) $(ARGS)
+
+dpo: ## DPO (TRL) on runs/$(RUN)/export pairs -> runs/$(RUN)/dpo (evaluated like PPO)
+	$(PY) -m alternatives dpo --config configs/dpo.yaml --run $(RUN) $(ARGS)
+
+rloo: ## RLOO (TRL) against the run's reward model -> runs/$(RUN)/rloo
+	$(PY) -m alternatives rloo --config configs/rloo.yaml --run $(RUN) $(ARGS)
+
+grpo: ## GRPO (TRL) against the run's reward model -> runs/$(RUN)/grpo
+	$(PY) -m alternatives grpo --config configs/grpo.yaml --run $(RUN) $(ARGS)
+
+compare: ## DPO, RLOO and GRPO on an existing run, then the report (e.g. RUN=demo ARGS="--max_eval_prompts 24 --max_completion_length 32")
+	$(MAKE) dpo rloo grpo RUN=$(RUN) ARGS="$(ARGS)"
+	$(PY) -m report --run $(RUN)
 
 demo: ## the whole loop offline on the defaults (SFT -> answers -> simulated reviewers -> reward -> PPO) + report, < 15 min
 	$(PY) -m rlhf loop --config configs/demo.yaml --run $(or $(filter-out default,$(RUN)),demo) $(ARGS)

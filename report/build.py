@@ -1,13 +1,12 @@
 """`python -m report --run NAME`: runs/<run>/report.html, one self-contained page (figures inlined).
 
 Reads only the run folder's artifacts — sft/, export/, rounds/round-<r>/{reward,rlhf}/ (or a single
-reward/ and rlhf/ when the stages were run by hand) — and writes the figures it draws itself to
+reward/ and rlhf/ when the stages were run by hand), and dpo/, rloo/, grpo/ (`python -m alternatives`) — and writes the figures it draws itself to
 runs/<run>/report/. Every text that came from a model or a prompt is HTML-escaped.
 """
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import os
@@ -20,6 +19,8 @@ from ranktune.config import parse_config
 from ranktune.errors import InputError, exit_on_input_error
 from ranktune.runs import run_dir
 from report.figures import proxy_vs_gold, rounds_summary
+from report.html import _img, _json, _jsonl, _num, _table, _td
+from report.methods import methods_section
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
@@ -31,40 +32,6 @@ td.num{text-align:right;font-variant-numeric:tabular-nums} .answer{white-space:p
 img{max-width:100%;border:1px solid #eee;margin:.4em 0} .muted{color:#6e6e73;font-size:.9em}
 .good{color:#0a7d32;font-weight:600} .bad{color:#b3261e;font-weight:600}
 """
-
-
-def _json(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _jsonl(path: Path) -> list[dict]:
-    # split on newlines only: model text may hold U+2028 and friends, which splitlines() also cuts at
-    return [json.loads(x) for x in path.read_text(encoding="utf-8").split("\n") if x.strip()] if path.is_file() else []
-
-
-def _num(x, digits: int = 3) -> str:
-    if x is None:
-        return "–"
-    if isinstance(x, float):
-        return f"{x:+.{digits}f}" if digits and x < 0 else f"{x:.{digits}f}"
-    return html.escape(str(x))
-
-
-def _img(path: Path | None, alt: str) -> str:
-    if path is None or not Path(path).is_file():
-        return ""
-    data = base64.b64encode(Path(path).read_bytes()).decode()
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(rows_cell for rows_cell in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _td(x, cls: str = "") -> str:
-    return f'<td class="{cls}">{x}</td>' if cls else f"<td>{x}</td>"
 
 
 def find_rounds(run: Path) -> list[dict]:
@@ -209,7 +176,8 @@ def build(run: Path) -> Path:
              "<h2>2. Labels</h2>", agreement_section(run),
              "<h2>3. Reward model</h2>", reward_section(rounds),
              "<h2>4. PPO</h2>", ppo_section(rounds, figures),
-             "<h2>5. Before and after</h2>", samples_section(rounds)]
+             "<h2>5. PPO and the alternatives</h2>", methods_section(run, figures),
+             "<h2>6. Before and after</h2>", samples_section(rounds)]
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>ranktune: {html.escape(run.name)}</title>"
             f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")
     path = run / "report.html"

@@ -57,3 +57,31 @@ def rounds_summary(rounds: list[dict], path: Path) -> Path | None:
     ax.legend(fontsize=7)
     ax.set_title("held-out evaluation by round")
     return save_figure(fig, path)
+
+
+def gains_against_kl(points: list[dict], path: Path) -> Path | None:
+    """One point per tuning method on the held-out evaluation: gain over the SFT policy in the
+    reward-model score (left) and in the gold score (right) against KL to the SFT policy, with the
+    standard error of the gain over prompts where the evaluation recorded one."""
+    points = [p for p in points if p.get("kl_to_sft") is not None]
+    if not points:
+        return None
+    plt = _figure()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    panels = (("score", "score_gain_se", "reward-model score gain (proxy)"),
+              ("gold", "gold_gain_se", "gold score gain (simulated reviewers' rule)"))
+    for ax, (key, se_key, title) in zip(axes, panels):
+        for i, p in enumerate(points):
+            if p.get(f"ppo_{key}") is None or p.get(f"sft_{key}") is None:
+                continue
+            gain, se = p[f"ppo_{key}"] - p[f"sft_{key}"], p.get(se_key)
+            ax.errorbar([p["kl_to_sft"]], [gain], yerr=[se] if isinstance(se, float) and se == se else None,
+                        fmt="os^Dv"[i % 5], ms=7, capsize=3)
+            ax.annotate(p["label"], (p["kl_to_sft"], gain), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        ax.axhline(0.0, color="#888", lw=0.8)
+        ax.set_xlabel("KL(tuned || SFT), nats per answer")
+        ax.set_ylabel("tuned minus SFT, held-out mean")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.margins(x=0.25, y=0.15)  # room for the labels
+    return save_figure(fig, path)
