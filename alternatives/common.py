@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import resource
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ranktune.errors import InputError
-from ranktune.jsonl import write_json_atomic, write_jsonl_atomic
-from ranktune.plots import plot_curves
 from ranktune.prompting import prompt_text
 from ranktune.records import read_prompts, split_prompts
-from ranktune.runs import publish_folder, run_dir, stage_dir
+from ranktune.runs import publish_policy, run_dir, stage_dir
 
 # the reward-model columns of compare_policies' summary: meaningless without a reward model
 RM_KEYS = ("sft_score", "ppo_score", "score_gain_se", "win_rate_vs_sft")
@@ -149,24 +146,9 @@ def peak_rss_mib() -> int:
 
 def publish(policy, tokenizer, work: Path, final: Path, metrics: dict, history: list[dict], rows: list[dict],
             curves: list[str]) -> Path:
-    """Build the whole output folder beside the checkpoints, then rename it into place: a crash at any
-    point leaves no half-written runs/<run>/<method>/."""
-    staging = work / "final-model"
-    if staging.exists():
-        shutil.rmtree(staging)
-    if hasattr(policy, "merge_and_unload"):  # LoRA: ship a plain model any stage can load
-        policy = policy.merge_and_unload()
-    policy.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    write_json_atomic(staging / "metrics.json", metrics)
-    write_jsonl_atomic(staging / "metrics.jsonl", history)
-    if rows:
-        write_jsonl_atomic(staging / "eval_samples.jsonl", rows)
-    if history:
-        plot_curves(history, curves, staging / f"{metrics['method']}.png", title=metrics["method"].upper())
-    publish_folder(staging, final)
-    shutil.rmtree(work, ignore_errors=True)
-    return final
+    """runs/<run>/<method>/, laid out like PPO's folder (`ranktune.runs.publish_policy`)."""
+    return publish_policy(policy, tokenizer, work, final, metrics, history, curves, f"{metrics['method']}.png",
+                          metrics["method"].upper(), {"eval_samples.jsonl": rows})
 
 
 def print_summary(metrics: dict, final: Path) -> None:

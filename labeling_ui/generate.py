@@ -17,8 +17,6 @@ from ranktune.prompting import render_prompt
 from labeling_ui.config import GenerateArguments
 from labeling_ui.store import LabelStore, prompt_key
 
-ENGINES = ("generate", "continuous_batching")
-
 
 def pick_round(store: LabelStore, policy: str, requested: int | None) -> int:
     """The requested round; else the latest one if this policy wrote it (a resume), else a new one."""
@@ -71,6 +69,8 @@ def generate(store: LabelStore, prompts: list, args: GenerateArguments, round: i
     """Write K answers for every prompt that has no item in `round` yet; returns counts."""
     import torch
     from tqdm.auto import tqdm
+
+    from ranktune.sampling import ENGINES  # torch and transformers: only when answers are generated
 
     if args.engine not in ENGINES:
         raise InputError(f"must be one of {', '.join(ENGINES)}, got '{args.engine}'", field="engine")

@@ -117,3 +117,33 @@ def publish_folder(src: Path, final: Path) -> None:
     os.rename(src, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def publish_policy(policy, tokenizer, work: Path, final: Path, metrics: dict, history: list[dict],
+                   curves: list[str], plot_name: str, title: str, extra_jsonl: dict[str, list[dict]] | None = None
+                   ) -> Path:
+    """A tuned policy's whole output folder, built beside the checkpoints in `work` and renamed into
+    place (a crash at any point leaves no half-written `final`); then the checkpoints go.
+
+    Writes the model (LoRA merged: a plain folder any stage loads), its tokenizer, metrics.json,
+    metrics.jsonl (`history`), a plot of `curves`, and each non-empty list of `extra_jsonl`."""
+    from ranktune.jsonl import write_json_atomic, write_jsonl_atomic
+    from ranktune.plots import plot_curves
+
+    staging = work / "final-model"
+    if staging.exists():
+        shutil.rmtree(staging)
+    if hasattr(policy, "merge_and_unload"):
+        policy = policy.merge_and_unload()
+    policy.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    write_json_atomic(staging / "metrics.json", metrics)
+    write_jsonl_atomic(staging / "metrics.jsonl", history)
+    for name, rows in (extra_jsonl or {}).items():
+        if rows:
+            write_jsonl_atomic(staging / name, rows)
+    if history:
+        plot_curves(history, curves, staging / plot_name, title=title)
+    publish_folder(staging, final)
+    shutil.rmtree(work, ignore_errors=True)
+    return final

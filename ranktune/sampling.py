@@ -15,6 +15,8 @@ from trl.trainer.utils import selective_log_softmax
 
 from ranktune.prompting import render_prompt
 
+ENGINES = ("generate", "continuous_batching")  # generate(): KV cache; transformers' paged continuous batching
+
 
 def position_ids_for(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions that skip left padding, as generate() uses them: (B, T) -> (B, T)."""

@@ -23,13 +23,10 @@ from transformers import Trainer, TrainingArguments
 from trl.trainer.utils import selective_log_softmax, selective_log_softmax_and_entropy
 
 from rlhf import ppo_math as M
-from ranktune.sampling import Samples, response_logprobs, sample, sample_continuous, sampling_config
+from ranktune.sampling import ENGINES, Samples, response_logprobs, sample, sample_continuous, sampling_config
 from ranktune.gold import gold_score
 from ranktune.prompting import prompt_text
 from ranktune.scoring import RewardScorer
-
-
-GENERATION_ENGINES = ("generate", "continuous_batching")
 
 
 @dataclass
@@ -80,8 +77,8 @@ class PPOConfig(TrainingArguments):
             raise ValueError(f"kl_estimator must be k1 or k3, got '{self.kl_estimator}'")
         if self.temperature <= 0:
             raise ValueError("temperature must be more than 0")
-        if self.generation_engine not in GENERATION_ENGINES:
-            raise ValueError(f"generation_engine must be one of {', '.join(GENERATION_ENGINES)}, "
+        if self.generation_engine not in ENGINES:
+            raise ValueError(f"generation_engine must be one of {', '.join(ENGINES)}, "
                              f"got '{self.generation_engine}'")
 
     @property

@@ -10,21 +10,17 @@ runs/<run>/rlhf/ in one rename.
 from __future__ import annotations
 
 import resource
-import shutil
 import time
 from pathlib import Path
 
 from ranktune.config import lora_config, parse_config
 from ranktune.errors import InputError, exit_on_input_error
-from ranktune.jsonl import write_json_atomic, write_jsonl_atomic
-from ranktune.plots import plot_curves
-from ranktune.records import read_demonstrations, read_prompts
-from ranktune.runs import check_writable, publish_folder, resume_point, stage_dir, upstream_model, work_dir
+from ranktune.records import read_demonstrations, read_prompts, split_prompts
+from ranktune.runs import check_writable, publish_policy, resume_point, stage_dir, upstream_model, work_dir
 from ranktune.scoring import read_normalization_settings
 from rlhf.checkpoint import last_checkpoint
 from rlhf.config import PPOScriptArguments
 from rlhf.data import ptx_batches
-from ranktune.records import split_prompts
 from rlhf.ppo import PPOConfig, PPOTrainer
 
 CURVES = ["objective/scores", "objective/gold", "objective/kl", "objective/rlhf_reward", "answers/length",
@@ -95,23 +91,9 @@ def main(args: list[str] | None = None) -> Path:
         rows = []
     metrics["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     updates = [h for h in history if "objective/scores" in h]
-    staging = work / "final-model"
-    if staging.exists():
-        shutil.rmtree(staging)
     policy = trainer.accelerator.unwrap_model(trainer.model).policy
-    if hasattr(policy, "merge_and_unload"):  # LoRA: ship a plain model any stage can load
-        policy = policy.merge_and_unload()
-    policy.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    write_json_atomic(staging / "metrics.json", metrics)
-    write_jsonl_atomic(staging / "metrics.jsonl", updates)
-    if trainer.samples_log:
-        write_jsonl_atomic(staging / "samples.jsonl", trainer.samples_log)
-    if rows:
-        write_jsonl_atomic(staging / "eval_samples.jsonl", rows)
-    plot_curves(updates, CURVES, staging / "ppo.png", title="PPO")
-    publish_folder(staging, final)
-    shutil.rmtree(work, ignore_errors=True)
+    publish_policy(policy, tokenizer, work, final, metrics, updates, CURVES, "ppo.png", "PPO",
+                   {"samples.jsonl": trainer.samples_log, "eval_samples.jsonl": rows})
     trainer.accelerator.wait_for_everyone()
     _print_summary(metrics, final)
     return final

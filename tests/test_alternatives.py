@@ -14,7 +14,8 @@ from alternatives.dpo import main as dpo_main
 from alternatives.dpo import load_pairs, tokenize_pairs, DPOScriptArguments
 from alternatives.online import ModelReward
 from alternatives.online import main as online_main
-from ranktune.models import load_causal_lm, load_sequence_classifier
+from ranktune.models import load_causal_lm
+from tiny_models import make_tiny_reward_dir
 from ranktune.policy_eval import summarize
 from ranktune.prompting import render_answer, render_prompt
 from ranktune.scoring import RewardScorer
@@ -29,12 +30,8 @@ EVAL_KEYS = set(summarize([{"prompt": "p", "sft_answer": "a", "sft_score": 0.0, 
 
 @pytest.fixture(scope="module")
 def reward_folder(tmp_path_factory, tiny_llama):
-    folder = tmp_path_factory.mktemp("tiny-rm")
-    model, tokenizer = load_sequence_classifier(str(tiny_llama))
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    (folder / "reward_normalization.json").write_text(json.dumps({"gain": 2.0, "bias": 0.5, "max_length": 64}))
-    return folder
+    return make_tiny_reward_dir(tmp_path_factory.mktemp("tiny-rm"), tiny_llama,
+                                {"gain": 2.0, "bias": 0.5, "max_length": 64})
 
 
 @pytest.fixture(scope="module")

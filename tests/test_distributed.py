@@ -40,13 +40,9 @@ def test_sft_two_processes_match_one(tiny_llama, tmp_path, repo_root):
 
 @pytest.fixture(scope="module")
 def tiny_reward_folder(tmp_path_factory, tiny_llama):
-    from ranktune.models import load_sequence_classifier
+    from tiny_models import make_tiny_reward_dir
 
-    folder = tmp_path_factory.mktemp("tiny-rm")
-    model, tokenizer = load_sequence_classifier(str(tiny_llama))
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return make_tiny_reward_dir(tmp_path_factory.mktemp("tiny-rm"), tiny_llama)
 
 
 def test_ppo_two_processes_learn_like_one(tiny_llama, tiny_reward_folder, tmp_path, repo_root):

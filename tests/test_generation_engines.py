@@ -9,6 +9,7 @@ from labeling_ui.cli import main as label_main
 from ranktune.models import load_causal_lm
 from ranktune.sampling import continuous_generate, sample, sample_continuous, sampling_config, tokenize_prompts
 from rlhf.train import main as rlhf_main
+from tiny_models import make_tiny_reward_dir
 
 PROMPTS = ["Hi there", "Write a long poem about the sea", "Explain rain."]
 
@@ -46,12 +47,7 @@ def test_continuous_batching_samples_are_shaped_like_generate_ones(tiny_llama):
 
 
 def test_ppo_and_candidate_generation_run_on_continuous_batching(tmp_path, tiny_llama):
-    from ranktune.models import load_sequence_classifier
-
-    reward = tmp_path / "rm"
-    model, tokenizer = load_sequence_classifier(str(tiny_llama))
-    model.save_pretrained(reward)
-    tokenizer.save_pretrained(reward)
+    reward = make_tiny_reward_dir(tmp_path / "rm", tiny_llama)
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": f"Write about topic {i}."}) + "\n" for i in range(12)))
     final = rlhf_main(["--run", "cb", "--runs_dir", str(tmp_path / "runs"), "--prompts", str(prompts),

@@ -13,18 +13,13 @@ from rlhf.models import build_models
 from rlhf.ppo import PPOConfig, PPOTrainer
 from rlhf.train import main as rlhf_main
 from ranktune.models import load_sequence_classifier
-from tiny_models import CountingReward
+from tiny_models import CountingReward, make_tiny_reward_dir
 
 
 @pytest.fixture(scope="module")
 def reward_folder(tmp_path_factory, tiny_llama):
     """A (random) reward model folder: a one-output classifier over the tiny llama."""
-    folder = tmp_path_factory.mktemp("tiny-rm")
-    model, tokenizer = load_sequence_classifier(str(tiny_llama))
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    (folder / "reward_normalization.json").write_text(json.dumps({"gain": 2.0, "bias": 0.5}))
-    return folder
+    return make_tiny_reward_dir(tmp_path_factory.mktemp("tiny-rm"), tiny_llama, {"gain": 2.0, "bias": 0.5})
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +136,7 @@ def test_lora_top_layers_adapts_only_the_last_layers(tiny_llama, reward_folder):
     for role in (trained.policy, trained.value):
         adapted = {n.split("layers.")[1].split(".")[0] for n, _ in role.named_parameters() if "lora_" in n}
         assert adapted == {"1"}, adapted  # the tiny model has layers 0 and 1
-    # and a whole run with it: the value model's copy of the score head still trains
+    # one forward and backward: gradients reach the top layer's adapters and stop there
     ids = torch.tensor([[5, 6, 7, 8, 9]])
     logits, values = trained(ids, torch.ones_like(ids), 2)
     (logits.float().mean() + values.mean()).backward()

@@ -74,6 +74,22 @@ def make_tiny_model_dir(folder: str | Path, arch: str = "llama", seed: int = 0) 
     return folder
 
 
+def make_tiny_reward_dir(folder: str | Path, policy_dir: str | Path, normalization: dict | None = None) -> Path:
+    """A random one-output classifier over the tiny policy (same tokenizer), saved like a reward
+    stage's folder; `normalization` becomes its reward_normalization.json."""
+    import json
+
+    from ranktune.models import load_sequence_classifier
+
+    folder = Path(folder)
+    model, tokenizer = load_sequence_classifier(str(policy_dir))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    if normalization is not None:
+        (folder / "reward_normalization.json").write_text(json.dumps(normalization))
+    return folder
+
+
 class CountingReward(torch.nn.Module):
     """A synthetic reward model: the share of answer tokens whose id is in `liked` (dense enough
     that a tiny random policy finds it). Scored through the same RewardScorer as a real one."""
