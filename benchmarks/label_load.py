@@ -7,8 +7,11 @@ It seeds a fresh store (rankings / overlap items of 4 answers, `--reviewers` acc
 real app (`python -m labeling_ui serve`) in its own process on 127.0.0.1, and lets each simulated
 reviewer do what the page does: sign in through the login form, load the page, then submit
 rankings through Gradio's queue (POST /gradio_api/queue/join + the event stream) until the page
-says nothing is left. Every `--double_click_every`-th submit is sent twice at once from the same
-page (a double click: the same submit token reaches the store twice). Afterwards it stops the app
+says nothing is left, each with the ticket of the item on screen that the last reply put on the
+page. Every `--double_click_every`-th submit is sent twice at once from the same page (a double
+click: the same ticket, so the same submit token, reaches the store twice). With
+`--think_seconds X` each reviewer first reads for a random while (exponential, mean X, seeded by
+the reviewer's name) before each submit; the latencies never include it. Afterwards it stops the app
 and checks the store: exactly rankings rows, each item exactly `overlap` times, no reviewer twice
 on one item, every row matched by a closed claim, and each reviewer's "Saved." answers equal to
 their rows (none lost, none duplicated). It prints submit latency p50/p95/p99 and throughput.
@@ -25,6 +28,7 @@ import contextlib
 import json
 import os
 import pwd
+import random
 import re
 import shutil
 import signal
@@ -42,6 +46,7 @@ from typing import Iterator
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+from labeling_ui.testing import submit_inputs, ticket_in  # noqa: E402 - the page's inputs and its ticket
 
 PASSWORD = "load-test-password"
 K = 4
@@ -223,15 +228,16 @@ def status_text(msg: dict) -> str:
     return msg["output"]["data"][-1] or ""
 
 
-def submit_data(ranks: list[int], slots: int = 8) -> list:
-    # The page's inputs: the state (kept by the server), one box per answer slot, flags, comment, answer.
-    return [None, *ranks, *[None] * (slots - len(ranks)), [], "", ""]
+def submit_data(ticket: str | None, ranks: list[int], slots: int = 8) -> list:
+    # The page's inputs: the ticket of the item on screen, one box per answer slot, flags, comment, answer.
+    return submit_inputs(ticket, ranks, slots)
 
 
 @dataclass
 class ReviewerLog:
     name: str
-    latencies: list[float] = field(default_factory=list)  # one single submit, join to result
+    latencies: list[float] = field(default_factory=list)  # one single submit, join to result (no think time)
+    thought_s: float = 0.0  # time spent "reading" before submits (--think_seconds)
     saved: int = 0  # "Saved." answers: each a new row
     already: int = 0  # "Already saved." answers: no new row
     double_clicks: int = 0
@@ -239,18 +245,24 @@ class ReviewerLog:
     error: str | None = None
 
 
-def review(base: str, log: ReviewerLog, double_click_every: int, max_submits: int, deadline: float) -> None:
-    page = None
+def review(base: str, log: ReviewerLog, double_click_every: int, max_submits: int, deadline: float,
+           think_seconds: float = 0.0) -> None:
+    page, rng = None, random.Random(f"think:{log.name}")
     try:
         page = Page(base, log.name)
-        item = shown_item(page.events("on_load", [[]])[0], 4)  # who, admin tab, state, progress, prompt
+        loaded = page.events("on_load", [[]])[0]
+        item, ticket = shown_item(loaded, 4), ticket_in(loaded, "on_load")  # who, admin tab, ticket, progress, prompt
         n = 0
         while item is not None and n < max_submits and time.monotonic() < deadline:
             n += 1
             ranks = [1 + (n + j) % K for j in range(K)]
             double = double_click_every > 0 and n % double_click_every == 0
+            if think_seconds > 0:  # a person reads before submitting; never past the deadline
+                pause = min(rng.expovariate(1 / think_seconds), max(0.0, deadline - time.monotonic()))
+                time.sleep(pause)
+                log.thought_s += pause
             start = time.perf_counter()
-            msgs = page.events("on_submit", [submit_data(ranks)] * (2 if double else 1))
+            msgs = page.events("on_submit", [submit_data(ticket, ranks)] * (2 if double else 1))
             if double:
                 log.double_clicks += 1
             else:
@@ -264,7 +276,7 @@ def review(base: str, log: ReviewerLog, double_click_every: int, max_submits: in
                     log.saved += 1
                 else:
                     raise RuntimeError(f"submit not saved: {text!r}")
-            item = shown_item(msgs[-1], 2)  # state, progress, prompt
+            item, ticket = shown_item(msgs[-1], 2), ticket_in(msgs[-1], "on_submit")  # ticket, progress, prompt
     except Exception as err:  # noqa: BLE001 - reported with the results
         log.error = f"{type(err).__name__}: {err}"
     finally:
@@ -342,7 +354,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def load_run(db_url: str, workdir: Path, reviewers: int, rankings: int, overlap: int = 2,
-             double_click_every: int = 25, time_limit_s: float = 1800) -> dict:
+             double_click_every: int = 25, time_limit_s: float = 1800, think_seconds: float = 0.0) -> dict:
     """Seed, serve, drive, stop, check. Returns the figures; raises AssertionError on a bad store."""
     if rankings % overlap:
         raise ValueError(f"--rankings must be a multiple of the overlap ({overlap})")
@@ -354,8 +366,8 @@ def load_run(db_url: str, workdir: Path, reviewers: int, rankings: int, overlap:
     logs = [ReviewerLog(n) for n in names]
     try:
         deadline = time.monotonic() + time_limit_s
-        threads = [threading.Thread(target=review, args=(app.base, log, double_click_every, rankings + 10, deadline),
-                                    daemon=True) for log in logs]
+        threads = [threading.Thread(target=review, args=(app.base, log, double_click_every, rankings + 10, deadline,
+                                                         think_seconds), daemon=True) for log in logs]
         start = time.perf_counter()
         for t in threads:
             t.start()
@@ -373,6 +385,7 @@ def load_run(db_url: str, workdir: Path, reviewers: int, rankings: int, overlap:
     return {**checked, "reviewers": reviewers, "overlap": overlap, "seed_s": round(seeded_s, 1),
             "wall_s": round(wall, 1), "rankings_per_s": round(checked["rows"] / wall, 1),
             "submits_timed": len(lat), "double_clicks": sum(g.double_clicks for g in logs),
+            "think_seconds": think_seconds, "thought_s": round(sum(g.thought_s for g in logs), 1),
             "p50_ms": round(1000 * percentile(lat, 50), 1), "p95_ms": round(1000 * percentile(lat, 95), 1),
             "p99_ms": round(1000 * percentile(lat, 99), 1), "max_ms": round(1000 * max(lat), 1)}
 
@@ -386,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--double_click_every", type=int, default=25,
                         help="every n-th submit of a reviewer is sent twice at once (0: never)")
     parser.add_argument("--time_limit_s", type=float, default=1800, help="reviewers stop after this long")
+    parser.add_argument("--think_seconds", type=float, default=0.0,
+                        help="mean of a reviewer's reading time before each submit (exponential; 0: none)")
     a = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the app and PostgreSQL on a kill
     from labeling_ui.db import sqlite_url
@@ -394,13 +409,16 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         with contextlib.ExitStack() as stack:
             url = stack.enter_context(throwaway_postgres()) if a.db == "postgres" else sqlite_url(workdir / "l.db")
-            r = load_run(url, workdir, a.reviewers, a.rankings, a.overlap, a.double_click_every, a.time_limit_s)
+            r = load_run(url, workdir, a.reviewers, a.rankings, a.overlap, a.double_click_every, a.time_limit_s,
+                         a.think_seconds)
     print(f"{a.db}: {r['reviewers']} reviewers, {r['rows']} rankings on {r['items']} items (overlap {r['overlap']}), "
           f"{r['double_clicks']} double clicks ({r['duplicate_answers']} answered 'Already saved'): store exact "
           f"(no row lost or duplicated)")
     print(f"submit latency p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms "
-          f"over {r['submits_timed']} submits; throughput {r['rankings_per_s']} rankings/s "
+          f"over {r['submits_timed']} submits (think time excluded); throughput {r['rankings_per_s']} rankings/s "
           f"({r['wall_s']} s; seeding took {r['seed_s']} s)")
+    if a.think_seconds:
+        print(f"think time: mean {a.think_seconds} s before each submit, {r['thought_s']} s in all reviewers")
     print(json.dumps({"db": a.db, **r}))
     return 0
 

@@ -4,6 +4,13 @@ A reviewer sees the guidelines, the prompt, and the K answers side by side with 
 under each; types ranks (Tab moves to the next box, Enter or Ctrl+Enter submits), may flag the
 item, comment, or write a better answer; can skip, and undo their last submission.
 
+The item on screen travels with the page: a hidden ticket (JSON: assignment id, submit token,
+number of answers) that the browser sends with every submit and skip. It is never looked up in
+server-side state, so a submit retried after its reply was lost (a network drop) carries the ticket
+of the item it was meant for: the store, idempotent per token, answers "Already saved." and
+nothing lands on the next item. A ticket is only a claim; the store refuses one whose assignment
+is not this reviewer's, or whose token belongs to someone else's submission.
+
 Security: model text is escaped here (it is shown through gr.HTML, which would otherwise render
 it as markup), every handler looks the reviewer up from the login session (request.username),
 and admin handlers refuse anyone who is not an admin - the admin tab being hidden is only
@@ -13,6 +20,7 @@ cosmetic. Login itself is enforced in front of Gradio (server.py).
 from __future__ import annotations
 
 import html
+import json
 import secrets
 from pathlib import Path
 
@@ -36,6 +44,7 @@ document.addEventListener('keydown', (e) => {
 });
 </script>"""
 FOCUS_FIRST_RANK = "() => { setTimeout(() => document.querySelector('#rank-0 input')?.focus(), 60); }"
+LOST_TICKET = "⚠️ Nothing was saved: this page no longer knows which item it shows. Reload the page."
 
 
 def escape(text: str) -> str:
@@ -66,6 +75,28 @@ def answer_html(task: Task, position: int) -> str:
             f'<div class="answer-text" tabindex="-1">{body}</div></div>')
 
 
+def make_ticket(task: Task) -> str:
+    """The ticket of a task on screen: what a submit or skip of it must send back."""
+    return json.dumps({"assignment_id": task.assignment_id, "token": secrets.token_urlsafe(16),
+                       "k": len(task.answers)}, separators=(",", ":"))
+
+
+def read_ticket(raw, slots: int) -> dict | None:
+    """The ticket a page sent, checked for shape only (the store checks it is this reviewer's); None if unusable."""
+    if not isinstance(raw, str) or len(raw) > 500:
+        return None
+    try:
+        ticket = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(ticket, dict):
+        return None
+    aid, token, k = ticket.get("assignment_id"), ticket.get("token"), ticket.get("k")
+    if not (type(aid) is int and aid > 0 and isinstance(token, str) and type(k) is int and 2 <= k <= slots):
+        return None
+    return {"assignment_id": aid, "token": token, "k": k}
+
+
 def _reviewer(store: LabelStore, request: gr.Request) -> ReviewerInfo:
     user = store.accounts.get(getattr(request, "username", None) or "")
     if user is None:
@@ -85,7 +116,9 @@ def build_blocks(store: LabelStore, export_dir: Path, guidelines: str | None = N
     guidelines_md = Path(guidelines).read_text(encoding="utf-8") if guidelines else GUIDELINES.read_text("utf-8")
 
     with gr.Blocks(title="ranktune · rank answers", analytics_enabled=False) as demo:
-        state = gr.State(None)  # {"assignment_id", "token", "k"} of the task on screen
+        # The ticket of the item on screen (make_ticket): kept in the browser, sent with each submit and
+        # skip. Not rendered (visible=False), yet Gradio 6 still sends its value (test_label_browser.py).
+        ticket = gr.Textbox("", visible=False, elem_id="ticket")
         with gr.Row(elem_id="topbar"):
             gr.Markdown("### ranktune · rank the answers", elem_id="title")
             who = gr.Markdown("", elem_id="who")
@@ -129,21 +162,21 @@ def build_blocks(store: LabelStore, export_dir: Path, guidelines: str | None = N
                 export_msg = gr.Markdown("", elem_id="export-msg")
                 export_files = gr.File(label="Exported files", file_count="multiple", interactive=False)
 
-        task_outputs = [state, progress, prompt, *columns, *cards, *ranks, flags, comment, better, submit, skip, status]
+        task_outputs = [ticket, progress, prompt, *columns, *cards, *ranks, flags, comment, better, submit, skip,
+                        status]
 
         def view(task: Task | None, user: ReviewerInfo, message: str = "") -> list:
             p = store.progress(user.name)
             line = f"**{p.done} of {p.total} done**" + (f" · {p.skipped} skipped" if p.skipped else "")
             if task is None:
-                return [None, line, prompt_html(None), *[gr.update(visible=False)] * slots, *[""] * slots,
+                return ["", line, prompt_html(None), *[gr.update(visible=False)] * slots, *[""] * slots,
                         *[None] * slots, [], "", "", gr.update(interactive=False), gr.update(interactive=False),
                         message]
             k, prev = len(task.answers), task.previous
             if task.round > 1:
                 line += f" · round {task.round}"
             values = prev.ranks if prev and prev.ranks else [None] * k
-            return [{"assignment_id": task.assignment_id, "token": secrets.token_urlsafe(16), "k": k}, line,
-                    prompt_html(task), *[gr.update(visible=i < k) for i in range(slots)],
+            return [make_ticket(task), line, prompt_html(task), *[gr.update(visible=i < k) for i in range(slots)],
                     *[answer_html(task, i) if i < k else "" for i in range(slots)],
                     *[gr.update(value=values[i] if i < k else None, placeholder=f"1-{k}")
                       for i in range(slots)],
@@ -159,12 +192,13 @@ def build_blocks(store: LabelStore, export_dir: Path, guidelines: str | None = N
             return [f"Signed in as **{html.escape(user.name)}**{role}", gr.update(visible=user.is_admin),
                     *view(store.next_task(user.name), user)]
 
-        def on_submit(request: gr.Request, current, *values):
-            # Gradio passes the request first, then the inputs: state, the rank boxes, flags, comment, answer.
+        def on_submit(request: gr.Request, sent_ticket, *values):
+            # Gradio passes the request first, then the inputs: ticket, the rank boxes, flags, comment, answer.
             user = _reviewer(store, request)
             rank_values, (flag_values, comment_text, better_text) = values[:slots], values[slots:]
-            if not current:
-                return view(store.next_task(user.name), user)
+            current = read_ticket(sent_ticket, slots)
+            if current is None:
+                return unchanged(LOST_TICKET)
             try:
                 done = store.submit(user.name, current["assignment_id"], list(rank_values[:current["k"]]),
                                     token=current["token"], flags=flag_values or [], comment=comment_text,
@@ -174,15 +208,18 @@ def build_blocks(store: LabelStore, export_dir: Path, guidelines: str | None = N
             note = "Already saved." if done.duplicate else "Saved."
             return view(store.next_task(user.name), user, f"✅ {note} Here is the next item.")
 
-        def on_skip(request: gr.Request, current, flag_values, comment_text, better_text):
+        def on_skip(request: gr.Request, sent_ticket, flag_values, comment_text, better_text):
             user = _reviewer(store, request)
-            if current:
-                try:
-                    store.skip(user.name, current["assignment_id"], token=current["token"], flags=flag_values or [],
-                               comment=comment_text, demonstration=better_text)
-                except SubmitError as err:
-                    return unchanged(f"⚠️ {err}")
-            return view(store.next_task(user.name), user, "Skipped. Here is the next item.")
+            current = read_ticket(sent_ticket, slots)
+            if current is None:
+                return unchanged(LOST_TICKET)
+            try:
+                done = store.skip(user.name, current["assignment_id"], token=current["token"],
+                                  flags=flag_values or [], comment=comment_text, demonstration=better_text)
+            except SubmitError as err:
+                return unchanged(f"⚠️ {err}")
+            note = "Already skipped." if done.duplicate else "Skipped."
+            return view(store.next_task(user.name), user, f"{note} Here is the next item.")
 
         def on_undo(request: gr.Request):
             user = _reviewer(store, request)
@@ -224,8 +261,8 @@ def build_blocks(store: LabelStore, export_dir: Path, guidelines: str | None = N
         opts = {"api_visibility": "private"}
         demo.load(on_load, None, [who, admin_tab, *task_outputs], **opts).then(None, js=FOCUS_FIRST_RANK)
         for trigger in [submit.click, *[r.submit for r in ranks]]:
-            trigger(on_submit, [state, *ranks, *extra], task_outputs, **opts).then(None, js=FOCUS_FIRST_RANK)
-        skip.click(on_skip, [state, *extra], task_outputs, **opts).then(None, js=FOCUS_FIRST_RANK)
+            trigger(on_submit, [ticket, *ranks, *extra], task_outputs, **opts).then(None, js=FOCUS_FIRST_RANK)
+        skip.click(on_skip, [ticket, *extra], task_outputs, **opts).then(None, js=FOCUS_FIRST_RANK)
         undo.click(on_undo, None, task_outputs, **opts).then(None, js=FOCUS_FIRST_RANK)
         refresh.click(admin_view, None, [summary, table, chart], api_name="admin_view", api_visibility="undocumented")
         admin_tab.select(admin_view, None, [summary, table, chart], api_visibility="private")

@@ -86,10 +86,32 @@ def http_login(client, name: str, password: str):
     return client.post("/login", data={"username": name, "password": password, "csrf": found.group(1)})
 
 
+# The page keeps the item on screen in a hidden ticket (app.make_ticket), the first of the task
+# outputs (on_load puts "who" and the admin tab before them). The page sends it back verbatim as the
+# first input of a submit or skip.
+TICKET_OUTPUT = {"on_load": 2, "on_submit": 0, "on_skip": 0, "on_undo": 0}
+
+
+def ticket_in(msg: dict, name: str) -> str | None:
+    """The ticket that handler `name`'s reply puts on the page; None if the reply leaves it as it was."""
+    if not msg.get("success") or name not in TICKET_OUTPUT:
+        return None
+    value = msg["output"]["data"][TICKET_OUTPUT[name]]
+    return value if isinstance(value, str) else None  # {"__type__": "update"} (gr.skip) keeps the old one
+
+
+def submit_inputs(ticket: str | None, ranks: list, slots: int = 8, flags=(), comment: str = "",
+                  better: str = "") -> list:
+    """on_submit's inputs as the page sends them: the ticket, one rank box per answer slot (empty past
+    the item's answers), the flags, the comment and the written answer."""
+    return [ticket, *ranks, *[None] * (slots - len(ranks)), list(flags), comment, better]
+
+
 class GradioSession:
     """Drives the app's event handlers over HTTP the way the page does: join the queue, read the
     result from the event stream. Handlers are looked up by function name in /config, so the
-    tests need no hard-coded indices."""
+    tests need no hard-coded indices. Like the page, it keeps the ticket of the item on screen
+    from each reply (`ticket`), and `submit`/`skip` send it back."""
 
     def __init__(self, client, session_hash: str | None = None, timeout_s: float = 30):
         import secrets
@@ -97,6 +119,8 @@ class GradioSession:
         self.client, self.timeout_s = client, timeout_s
         self.session_hash = session_hash or secrets.token_hex(8)
         self._fns: dict[str, int] | None = None
+        self._inputs: dict[str, int] = {}
+        self.ticket: str | None = None
 
     def fn_index(self, name: str) -> int:
         if self._fns is None:
@@ -106,14 +130,35 @@ class GradioSession:
             for dep in config.json()["dependencies"]:
                 if dep.get("backend_fn") and dep.get("api_name"):
                     self._fns.setdefault(dep["api_name"], dep["id"])
+                    self._inputs.setdefault(dep["api_name"], len(dep.get("inputs") or []))
         return self._fns[name]
 
     def names(self) -> list[str]:
         self.fn_index("on_load")
         return sorted(self._fns)
 
+    def slots(self) -> int:
+        """The page's rank boxes: on_submit's inputs less the ticket, flags, comment and written answer."""
+        self.fn_index("on_submit")
+        return self._inputs["on_submit"] - 4
+
+    def submit(self, ranks: list, flags=(), comment: str = "", better: str = "") -> dict:
+        """Submit ranks for the item on screen, as the page does (its ticket included)."""
+        return self.call("on_submit", submit_inputs(self.ticket, ranks, self.slots(), flags, comment, better))
+
+    def skip(self, flags=(), comment: str = "", better: str = "") -> dict:
+        return self.call("on_skip", [self.ticket, list(flags), comment, better])
+
     def call(self, name: str, data: list | None = None) -> dict:
-        """The `process_completed` message: `success`, and `output` ({"data": [...]} or {"error": ...})."""
+        """The `process_completed` message: `success`, and `output` ({"data": [...]} or {"error": ...}).
+        A reply that puts a new ticket on the page updates `ticket`."""
+        msg = self._call(name, data)
+        ticket = ticket_in(msg, name)
+        if ticket is not None:  # "" too: nothing is on screen
+            self.ticket = ticket
+        return msg
+
+    def _call(self, name: str, data: list | None) -> dict:
         import json
 
         join = self.client.post("/gradio_api/queue/join", json={

@@ -1,10 +1,12 @@
 """The labeling app over real HTTP on 127.0.0.1: every route refuses a request without a login
 and gives away no data; reviewers cannot reach the admin handlers, the export or each other's
 labels; logins are rate-limited; passwords are stored only as scrypt hashes; binding off
-loopback without TLS warns."""
+loopback without TLS warns. The item on screen travels with the page as its ticket: a retried
+submit lands on its own item, never the next; a bad or foreign ticket saves nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sqlite3
@@ -23,7 +25,7 @@ from labeling_ui.config import ReviewerArguments, ServeArguments, StoreArguments
 from labeling_ui.db import sqlite_url
 from labeling_ui.server import PUBLIC_PATHS, SESSION_COOKIE, build_app
 from labeling_ui.store import LabelStore
-from labeling_ui.testing import FakeClock, GradioSession, http_login, running_server
+from labeling_ui.testing import FakeClock, GradioSession, http_login, running_server, submit_inputs
 
 PASSWORD = "correct horse battery"
 # Markers that must never appear in an answer to someone who is not allowed to see them.
@@ -215,7 +217,7 @@ def test_reviewer_cannot_use_admin_handlers_export_or_files(site):
     assert not site.export_dir.exists()
 
     # An admin can see the tab and export; the files are then served to the admin and refused to the reviewer.
-    assert session.call("on_submit", [None, 1, 2, 3, 4, None, None, None, None, [], "", ""])["success"]
+    assert "Saved." in json.dumps(session.submit([1, 2, 3, 4]))
     view = GradioSession(boss).call("admin_view")
     assert view["success"] and "1 rankings by 1 reviewers" in view["output"]["data"][0], view
     summary, _ = (r := GradioSession(boss).call("admin_export", [False]))["output"]["data"]
@@ -235,7 +237,7 @@ def test_reviewer_cannot_see_another_reviewers_labels(site):
     ben_session = GradioSession(ben)
     first = ben_session.call("on_load")
     assert first["success"]
-    saved = ben_session.call("on_submit", [None, 4, 3, 2, 1, None, None, None, None, ["broken"], BEN_COMMENT, BEN_DEMO])
+    saved = ben_session.submit([4, 3, 2, 1], flags=["broken"], comment=BEN_COMMENT, better=BEN_DEMO)
     assert saved["success"] and "Saved" in json.dumps(saved)
     assert len([r for r in site.store.rankings() if r["reviewer"] == "ben"]) == 1
 
@@ -257,6 +259,104 @@ def test_reviewer_cannot_see_another_reviewers_labels(site):
     # ben's own undo gives him back his comment and written answer: the markers do travel to their owner.
     assert BEN_COMMENT in json.dumps(ben_session.call("on_undo"))
     ben.close(), ann.close()
+
+
+# ---- the item on screen travels with the page (its ticket), not in server state ------------------
+
+@contextlib.contextmanager
+def two_items(tmp_path, reviewers=("ann",), overlap=1):
+    """A fresh store with items "first prompt" and "second prompt" (4 answers each), served; yields (base, store)."""
+    store = LabelStore(sqlite_url(tmp_path / "labels.db"), overlap=overlap)
+    for prompt in ("first prompt", "second prompt"):
+        store.add_item(prompt, [f"{prompt} answer {j}" for j in range(4)], [True] * 4, "pol", 1)
+    for name in reviewers:
+        store.accounts.add(name, PASSWORD)
+    try:
+        with running_server(build_app(store, tmp_path / "export")) as base:
+            yield base, store
+    finally:
+        store.close()
+
+
+def ranked(store) -> dict[str, list]:
+    """prompt -> the ranks of each active ranking of it; and the item ids of skips, under "skipped"."""
+    out: dict[str, list] = {}
+    for r in store.rankings():
+        out.setdefault(r["prompt"], []).append(r["ranks"])
+    out["skipped"] = [s["item_id"] for s in store.submissions() if s["skipped"]]
+    return out
+
+
+def status_of(msg: dict) -> str:
+    assert msg["success"], msg
+    return msg["output"]["data"][-1]
+
+
+def prompt_of(msg: dict, name: str) -> str:
+    return msg["output"]["data"][4 if name == "on_load" else 2]
+
+
+@pytest.mark.parametrize("action", ["submit", "skip"])
+def test_a_retry_after_a_lost_reply_never_lands_on_the_next_item(tmp_path, action):
+    """The reply to a submit is lost (a network drop), the page still shows the first item and its
+    ticket, and the reviewer clicks again: the very same request reaches the server twice."""
+    with two_items(tmp_path) as (base, store), httpx.Client(base_url=base, timeout=30) as c:
+        assert http_login(c, "ann", PASSWORD).status_code == 303
+        page = GradioSession(c)
+        assert "first prompt" in prompt_of(page.call("on_load"), "on_load")
+        if action == "submit":
+            name, data = "on_submit", submit_inputs(page.ticket, [2, 1, 4, 3], page.slots())
+        else:
+            name, data = "on_skip", [page.ticket, [], "", ""]
+        first = page.call(name, data)
+        assert status_of(first).startswith("✅ Saved." if action == "submit" else "Skipped.")
+        assert "second prompt" in prompt_of(first, name)
+        retry = page.call(name, data)  # the same ticket and ranks, as the page sends them again
+        assert status_of(retry).startswith("✅ Already saved." if action == "submit" else "Already skipped.")
+        assert "second prompt" in prompt_of(retry, name)  # the retry's reply shows the next item...
+        if action == "submit":  # ...and nothing landed on it
+            assert ranked(store) == {"first prompt": [[2, 1, 4, 3]], "skipped": []}
+        else:
+            assert ranked(store) == {"skipped": [1]}
+        progress = store.progress("ann")
+        assert progress.done + progress.skipped == 1
+        # The page goes on with the second item's ticket (from the retry's reply).
+        assert "Saved." in status_of(page.submit([1, 1, 2, 3]))
+        assert ranked(store)["second prompt"] == [[1, 1, 2, 3]]
+
+
+@pytest.mark.parametrize("ticket", [None, "", "not json", "[1, 2]", '{"assignment_id": "1", "token": "abcdefgh1"}',
+                                    '{"assignment_id": 1, "token": "abcdefgh1", "k": 99}', "{" * 600])
+def test_a_missing_or_malformed_ticket_saves_nothing_and_says_so(tmp_path, ticket):
+    with two_items(tmp_path) as (base, store), httpx.Client(base_url=base, timeout=30) as c:
+        assert http_login(c, "ann", PASSWORD).status_code == 303
+        page = GradioSession(c)
+        page.call("on_load")
+        for name, data in (("on_submit", submit_inputs(ticket, [1, 2, 3, 4], page.slots())),
+                           ("on_skip", [ticket, [], "", ""])):
+            msg = page.call(name, data)
+            assert "Nothing was saved" in status_of(msg) and "Reload the page" in status_of(msg), name
+            assert msg["output"]["data"][0] == {"__type__": "update"}  # the page keeps its ticket
+        assert ranked(store) == {"skipped": []}
+        assert "Saved." in status_of(page.submit([1, 2, 3, 4]))  # the page's own ticket still works
+
+
+def test_a_ticket_for_another_reviewers_item_is_refused(tmp_path):
+    with two_items(tmp_path, reviewers=("ann", "ben"), overlap=2) as (base, store), \
+            httpx.Client(base_url=base, timeout=30) as a, httpx.Client(base_url=base, timeout=30) as b:
+        for client, name in ((a, "ann"), (b, "ben")):
+            assert http_login(client, name, PASSWORD).status_code == 303
+        ann, ben = GradioSession(a), GradioSession(b)
+        ann.call("on_load"), ben.call("on_load")  # both are shown the first item, each with their own claim
+        bens_ticket, anns_ticket = ben.ticket, ann.ticket
+        refused = ann.call("on_submit", submit_inputs(bens_ticket, [1, 2, 3, 4], ann.slots()))
+        assert status_of(refused) == "⚠️ This item is not assigned to you."
+        assert "Saved." in status_of(ann.submit([1, 2, 3, 4]))
+        # ben sends ann's ticket (her token, now used) with his own item: refused too.
+        forged = json.dumps({**json.loads(bens_ticket), "token": json.loads(anns_ticket)["token"]})
+        refused = ben.call("on_submit", submit_inputs(forged, [4, 3, 2, 1], ben.slots()))
+        assert status_of(refused) == "⚠️ This submit token belongs to another submission."
+        assert [(r["reviewer"], r["ranks"]) for r in store.rankings()] == [("ann", [1, 2, 3, 4])]
 
 
 def test_admin_agreement_alpha_matches_krippendorffs_worked_example():

@@ -1,6 +1,7 @@
 """The labeling app in a real headless Chromium (Debian's /usr/bin/chromium through Playwright):
 keyboard-only login and ranking end in rows in the store; model text with markup renders as
-text and runs nothing; a visitor without a login sees the login page and no data."""
+text and runs nothing; a visitor without a login sees the login page and no data; a submit
+retried after its reply was lost is saved once, on its own item."""
 
 from __future__ import annotations
 
@@ -143,3 +144,40 @@ def test_without_a_login_the_page_is_the_login_form_and_shows_no_data(tmp_path, 
             assert response.status == 200 and page.locator("#password").is_visible(), path
             assert "SECRET" not in page.content(), path
         assert all(c["name"] != "ranktune_session" for c in page.context.cookies())
+
+
+
+def test_a_submit_retried_after_its_reply_was_lost_lands_on_its_own_item(tmp_path, page):
+    """A submit reaches the server and is saved, but its reply is lost on the way back (a proxy
+    answers 502 Bad Gateway): the page still shows the item, and the reviewer submits again. The
+    retry carries the page's ticket of that item, so it is answered "Already saved." and nothing
+    lands on the next item (with the ticket kept on the server, the retry ranked the next item
+    with the first one's ranks). This also shows that the page sends its hidden ticket."""
+    items = [("First prompt?", ["a1", "a2", "a3", "a4"]), ("Second prompt?", ["b1", "b2", "b3", "b4"])]
+    with served(tmp_path, items) as (base, store):
+        keyboard_login(page, base)
+        wait_for_rank_focus(page)
+        lost = []
+
+        def lose_the_first_reply(route):
+            if lost:
+                return route.continue_()
+            lost.append(route.fetch().status)  # the submit reaches the server, which saves it...
+            route.fulfill(status=502, content_type="text/html", body="<h1>502 Bad Gateway</h1>")  # ...reply lost
+
+        page.route("**/gradio_api/queue/join*", lose_the_first_reply)
+        type_ranks(page, [2, 1, 4, 3])
+        page.keyboard.press("Enter")
+        for _ in range(300):  # bounded: the server saves it within moments
+            if store.rankings():
+                break
+            page.wait_for_timeout(100)
+        assert lost == [200] and [r["prompt"] for r in store.rankings()] == ["First prompt?"]
+        # Gradio shows the failure on the outputs but keeps the page: still the first item, nothing said saved.
+        assert "First prompt?" in page.inner_text("#prompt") and "Saved" not in page.inner_text("#status")
+        page.click("#submit-btn")  # the reviewer tries again
+        page.wait_for_selector("#status :text('saved')")  # "Saved." or "Already saved." (case-insensitive)
+        assert [(r["prompt"], r["ranks"]) for r in store.rankings()] == [("First prompt?", [2, 1, 4, 3])]
+        assert "Already saved" in page.inner_text("#status")
+        page.wait_for_selector("#prompt :text('Second prompt?')")
+        assert "1 of 2 done" in page.inner_text("#progress")

@@ -101,14 +101,15 @@ def test_kill9_mid_submit_keeps_the_store_consistent_and_offers_the_unsaved_item
     def submit_until_killed(name: str):
         try:
             page = load.Page(app.base, name, timeout_s=60)
-            shown[name] = load.shown_item(page.events("on_load", [[]])[0], 4)
+            loaded = page.events("on_load", [[]])[0]
+            shown[name], ticket = load.shown_item(loaded, 4), load.ticket_in(loaded, "on_load")
             for n in range(400):  # bounded; the kill ends it long before
                 in_flight[name] = True
-                msg = page.events("on_submit", [load.submit_data([1 + (n + j) % 4 for j in range(4)])])[0]
+                msg = page.events("on_submit", [load.submit_data(ticket, [1 + (n + j) % 4 for j in range(4)])])[0]
                 in_flight[name] = False
                 assert "Saved." in load.status_text(msg)
                 saved[name] += 1
-                shown[name] = load.shown_item(msg, 2)
+                shown[name], ticket = load.shown_item(msg, 2), load.ticket_in(msg, "on_submit")
                 with lock:
                     total[0] += 1
                     if total[0] >= 20:
@@ -156,8 +157,8 @@ def test_kill9_mid_submit_keeps_the_store_consistent_and_offers_the_unsaved_item
             else:
                 assert offered[name] != shown[name] and (name, offered[name]) not in after["ranked"], name
         page = load.Page(app.base, busy[0])  # and the restarted app takes submissions again
-        page.events("on_load", [[]])
-        assert "Saved." in load.status_text(page.events("on_submit", [load.submit_data([1, 2, 3, 4])])[0])
+        ticket = load.ticket_in(page.events("on_load", [[]])[0], "on_load")
+        assert "Saved." in load.status_text(page.events("on_submit", [load.submit_data(ticket, [1, 2, 3, 4])])[0])
         page.close()
     finally:
         app.stop()
