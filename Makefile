@@ -9,7 +9,7 @@ RUN    ?= default
 ARGS   ?=
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install install-browser install-postgres sft generate label export reward rlhf dpo rloo grpo compare demo loop report screenshot test help
+.PHONY: install install-browser install-postgres install-deepspeed sft generate label export reward rlhf dpo rloo grpo compare demo loop report screenshot test help
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -36,6 +36,9 @@ install-postgres: ## Debian PostgreSQL server binaries for the PostgreSQL tests 
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null && echo "postgresql installed"; \
 	else echo "note: install Debian's postgresql to run the PostgreSQL tests"; fi
+
+install-deepspeed: ## DeepSpeed (optional extra) for ZeRO configs; CI installs it so the ZeRO-3 tests run on CPU
+	$(PIP) install -q -c $(VENV)/torch-constraint.txt -e ".[deepspeed]"
 
 sft: ## stage 1: supervised fine-tuning on demonstrations -> runs/$(RUN)/sft
 	$(PY) -m sft --config configs/sft.yaml --run $(RUN) $(ARGS)

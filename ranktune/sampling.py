@@ -89,7 +89,10 @@ def sample(model, tokenizer, prompts: list, config: GenerationConfig, max_prompt
     config = copy.deepcopy(config)
     config.return_dict_in_generate, config.output_logits = True, with_logprobs
     config.output_hidden_states = with_hidden
-    out = model.generate(input_ids=queries, attention_mask=query_mask, generation_config=config)
+    # the caller hands over whole weights (under DeepSpeed ZeRO-3, gathered), so processes need not step in
+    # lockstep: generate()'s ZeRO-3 default would hang an evaluation that runs on one process only
+    out = model.generate(input_ids=queries, attention_mask=query_mask, generation_config=config,
+                         synced_gpus=False)
     responses = out.sequences[:, queries.shape[1]:]  # (B, R)
     mask, ended = response_mask(responses, tokenizer.eos_token_id)
     responses = responses.masked_fill(mask == 0, tokenizer.pad_token_id)

@@ -9,6 +9,7 @@ run sees the same prompts and draws as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -17,24 +18,29 @@ import tempfile
 from pathlib import Path
 
 import torch
+from trl.distributed import DistributedBackend
 
 PREFIX = "checkpoint-"
 
 
-def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    names = {n for n, p in model.named_parameters() if p.requires_grad}
-    return {k: v.detach().cpu() for k, v in model.state_dict().items() if k in names}
+def _trainable_state(model: torch.nn.Module, accelerator=None) -> dict[str, torch.Tensor]:
+    """The trained parameters, whole: under DeepSpeed ZeRO-3 they are gathered from every process (so every
+    process must call this), and copied before they are partitioned again."""
+    trained = [p for p in model.parameters() if p.requires_grad]
+    with DistributedBackend(accelerator).gather_params(trained) if accelerator else contextlib.nullcontext():
+        names = {n for n, p in model.named_parameters() if p.requires_grad}
+        return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items() if k in names}
 
 
 def save_checkpoint(trainer, update: int) -> Path | None:
     trainer.accelerator.wait_for_everyone()
+    weights = _trainable_state(trainer.accelerator.unwrap_model(trainer.model), trainer.accelerator)
     if not trainer.accelerator.is_main_process:
         return None
     root = Path(trainer.args.output_dir)
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{PREFIX}{update}.", dir=root))
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    torch.save(_trainable_state(model), tmp / "trainable.pt")
+    torch.save(weights, tmp / "trainable.pt")
     torch.save(trainer.optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(trainer.lr_scheduler.state_dict(), tmp / "scheduler.pt")
     state = {"update": update, "kl_coef": trainer.kl_ctl.value, "log_history": trainer.state.log_history,
@@ -67,6 +73,10 @@ def last_checkpoint(root: str | Path) -> str | None:
 def load_checkpoint(trainer, folder: str | Path) -> int:
     """Restore a checkpoint into `trainer`; returns the number of updates already done."""
     folder = Path(folder)
+    if trainer.is_deepspeed_enabled:
+        # the optimizer's state is partitioned across processes (and the weights too, under ZeRO-3 with
+        # zero3_init_flag): this folder's single optimizer.pt cannot restore it
+        raise ValueError(f"{folder}: resuming PPO under DeepSpeed is not supported; start the run afresh")
     model = trainer.accelerator.unwrap_model(trainer.model)
     saved = torch.load(folder / "trainable.pt", map_location="cpu", weights_only=True)
     expected = set(_trainable_state(model))

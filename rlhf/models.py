@@ -47,6 +47,17 @@ class PolicyAndValue(nn.Module):
     def shared(self) -> bool:
         return self.value_head is not None
 
+    # what TRL's unwrap_model_for_generation asks of the model it unwraps
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return bool(getattr(self.policy, "is_gradient_checkpointing", False))
+
+    def gradient_checkpointing_disable(self):
+        self.policy.gradient_checkpointing_disable()
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None):
+        self.policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, context_length: int,
                 with_values: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits for response positions (B, R, V) and values (B, R) for the states before each token.
@@ -84,6 +95,10 @@ class Roles:
 
     def __init__(self, trained: PolicyAndValue, ref_model: nn.Module | None, reward_model: nn.Module | None):
         self.trained, self.ref_model, self.reward_model = trained, ref_model, reward_model
+
+    def frozen_parameters(self) -> list[nn.Parameter]:
+        """The weights of the separate frozen copies (none with LoRA and a value model over the reward model)."""
+        return [p for m in (self.ref_model, self.reward_model) if isinstance(m, nn.Module) for p in m.parameters()]
 
     @contextlib.contextmanager
     def reference(self):

@@ -15,11 +15,14 @@ gradient_accumulation_steps * num_mini_batches (per process).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 
 import torch
 from transformers import Trainer, TrainingArguments
+from trl.distributed import DistributedBackend
+from trl.models.utils import unwrap_model_for_generation
 from trl.trainer.utils import selective_log_softmax, selective_log_softmax_and_entropy
 
 from rlhf import ppo_math as M
@@ -103,8 +106,8 @@ class PPOTrainer(Trainer):
         if len(self.prompts) < args.local_batch_size:
             raise ValueError(f"{len(self.prompts)} training prompts are fewer than the {args.local_batch_size} "
                              "rollouts of one update")
-        steps = self.num_updates * args.num_ppo_epochs * args.num_mini_batches
-        self.create_optimizer_and_scheduler(num_training_steps=steps)
+        self.optimizer_steps = self.num_updates * args.num_ppo_epochs * args.num_mini_batches
+        self.create_optimizer_and_scheduler(num_training_steps=self.optimizer_steps)
         if args.target_kl is not None:
             self.kl_ctl = M.AdaptiveKLController(args.kl_coef, args.target_kl, args.kl_horizon)
         else:
@@ -122,10 +125,22 @@ class PPOTrainer(Trainer):
         idx = order[start:start + self.args.local_batch_size].tolist()
         return [self.prompts[i] for i in idx]
 
+    @contextlib.contextmanager
+    def gathered(self):
+        """The trained module unwrapped for generation and scoring. Under DeepSpeed ZeRO-3 every process must
+        enter together: the partitioned weights (trained and frozen) are gathered whole for the block, and
+        DeepSpeed's per-module fetch hooks are off; otherwise a plain unwrap."""
+        with (unwrap_model_for_generation(self.model, self.accelerator) as model,
+              DistributedBackend(self.accelerator).gather_params(self.roles.frozen_parameters())):
+            yield model
+
     # -- 1. rollout
     @torch.no_grad()
     def rollout(self, prompts: list) -> tuple[Samples, dict[str, torch.Tensor]]:
-        model = self.accelerator.unwrap_model(self.model)
+        with self.gathered() as model:
+            return self._rollout(model, prompts)
+
+    def _rollout(self, model, prompts: list) -> tuple[Samples, dict[str, torch.Tensor]]:
         args = self.args
         model.eval()
         T = args.temperature
@@ -184,6 +199,8 @@ class PPOTrainer(Trainer):
         input_ids, attention_mask, Q = samples.input_ids, samples.attention_mask, samples.context_length
         self.model.train()
         stats: dict[str, list[float]] = {}
+        # a DeepSpeed engine divides by its own gradient_accumulation_steps in backward()
+        accumulation = 1 if self.is_deepspeed_enabled else args.gradient_accumulation_steps
         for _ in range(args.num_ppo_epochs):
             order = torch.randperm(B)
             for m0 in range(0, B, mini):
@@ -202,7 +219,7 @@ class PPOTrainer(Trainer):
                         ptx = self.ptx_loss(next(self.ptx_batches))
                         loss = loss + args.ptx_coef * ptx
                         stats.setdefault("loss/ptx", []).append(ptx.item())
-                    self.accelerator.backward(loss / args.gradient_accumulation_steps)
+                    self.accelerator.backward(loss / accumulation)
                     for key, value in (("loss/policy", pg_loss), ("loss/value", vf_loss),
                                        ("policy/clipfrac", pg["clipfrac"]), ("policy/approxkl", pg["approxkl"]),
                                        ("policy/ratio", pg["ratio"]), ("value/clipfrac", vf["clipfrac"]),
@@ -273,6 +290,9 @@ class PPOTrainer(Trainer):
         if resume_from is not None:
             first = load_checkpoint(self, resume_from)
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
+        if self.is_deepspeed_enabled:  # DeepSpeed regroups the parameters (empty groups go): schedule its groups
+            self.lr_scheduler = None
+            self.create_scheduler(self.optimizer_steps, self.optimizer)
         self.state.max_steps = self.num_updates
         self.state.global_step = first
         self.state.logging_steps, self.state.save_steps = self.args.logging_steps, self.args.save_steps

@@ -73,29 +73,28 @@ def main(args: list[str] | None = None) -> Path:
     start = time.time()
     history = trainer.train(resume_from)
     train_seconds = time.time() - start
-    if not trainer.accelerator.is_main_process:
-        trainer.accelerator.wait_for_everyone()
-        return final
-
-    metrics = {"policy": policy_spec, "reward_model": reward_spec, "updates": trainer.num_updates,
-               "episodes": trainer.num_updates * config.local_batch_size * trainer.accelerator.num_processes,
-               "train_prompts": len(train_prompts), "eval_prompts": len(eval_prompts),
-               "use_peft": model_args.use_peft, "value_model": config.value_model,
-               "train_seconds": round(train_seconds, 1), "world_size": trainer.accelerator.num_processes}
-    if eval_prompts:
-        metrics["eval"], rows = compare_policies(
-            trainer.accelerator.unwrap_model(trainer.model).policy, trainer.roles.reference, tokenizer,
-            trainer.reward_scores, eval_prompts, trainer.generation_config, config.temperature,
-            config.max_prompt_length, config.per_device_eval_batch_size, script_args.eval_samples_per_prompt)
-    else:
-        rows = []
-    metrics["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    updates = [h for h in history if "objective/scores" in h]
-    policy = trainer.accelerator.unwrap_model(trainer.model).policy
-    publish_policy(policy, tokenizer, work, final, metrics, updates, CURVES, "ppo.png", "PPO",
-                   {"samples.jsonl": trainer.samples_log, "eval_samples.jsonl": rows})
+    # Under DeepSpeed ZeRO-3 every process gathers the partitioned weights; the main process evaluates
+    # and publishes them whole. Otherwise a plain unwrap, and the other processes just wait.
+    with trainer.gathered() as trained:
+        if trainer.accelerator.is_main_process:
+            metrics = {"policy": policy_spec, "reward_model": reward_spec, "updates": trainer.num_updates,
+                       "episodes": trainer.num_updates * config.local_batch_size * trainer.accelerator.num_processes,
+                       "train_prompts": len(train_prompts), "eval_prompts": len(eval_prompts),
+                       "use_peft": model_args.use_peft, "value_model": config.value_model,
+                       "train_seconds": round(train_seconds, 1), "world_size": trainer.accelerator.num_processes}
+            rows = []
+            if eval_prompts:
+                metrics["eval"], rows = compare_policies(
+                    trained.policy, trainer.roles.reference, tokenizer, trainer.reward_scores, eval_prompts,
+                    trainer.generation_config, config.temperature, config.max_prompt_length,
+                    config.per_device_eval_batch_size, script_args.eval_samples_per_prompt)
+            metrics["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+            updates = [h for h in history if "objective/scores" in h]
+            publish_policy(trained.policy, tokenizer, work, final, metrics, updates, CURVES, "ppo.png", "PPO",
+                           {"samples.jsonl": trainer.samples_log, "eval_samples.jsonl": rows})
     trainer.accelerator.wait_for_everyone()
-    _print_summary(metrics, final)
+    if trainer.accelerator.is_main_process:
+        _print_summary(metrics, final)
     return final
 
 

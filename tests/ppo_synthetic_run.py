@@ -1,10 +1,12 @@
 """test_ppo.py's synthetic PPO task as a script, so `accelerate launch` can run it on N processes.
 
-    [accelerate launch ...] python tests/ppo_synthetic_run.py POLICY REWARD_FOLDER OUT.json PER_PROCESS_BATCH
+    [accelerate launch ...] python tests/ppo_synthetic_run.py POLICY REWARD_FOLDER OUT.json PER_PROCESS_BATCH [UPDATES]
 
 The reward is the share of answer tokens in a liked quarter of the vocabulary. The global batch
 (8 rollouts an update) is the same for any number of processes. The main process writes the
-per-update mean scores, and whether whitening over the global batch matched one process's.
+per-update mean scores, whether whitening over the global batch matched one process's, a few
+sampled answers, and how many weights were empty shards (DeepSpeed ZeRO-3) outside and inside
+`PPOTrainer.gathered()`, the context rollouts generate in.
 """
 
 import json
@@ -36,13 +38,18 @@ def whitening_error(accelerator) -> float:
     return (mine - M.masked_whiten(x, mask)[rows]).abs().max().item()
 
 
+def empty_weights(model: torch.nn.Module) -> int:
+    return sum(p.numel() == 0 for p in model.parameters())
+
+
 def main() -> None:
     policy, reward, out, batch = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
+    updates = int(sys.argv[5]) if len(sys.argv) > 5 else UPDATES
     torch.manual_seed(0)
     trained, roles, tokenizer, reward_tokenizer = build_models(policy, reward, None, "shared")
     roles.reward_model = CountingReward(torch.arange(40, len(tokenizer), 4), tokenizer.eos_token_id,
                                         tokenizer.pad_token_id)
-    config = PPOConfig(output_dir=str(out.parent / f"{out.stem}-work"), total_episodes=8 * UPDATES,
+    config = PPOConfig(output_dir=str(out.parent / f"{out.stem}-work"), total_episodes=8 * updates,
                        per_device_train_batch_size=batch, response_length=8, learning_rate=1e-2, kl_coef=0.0,
                        missing_eos_penalty=None, temperature=1.0, save_steps=0, logging_steps=1, use_cpu=True,
                        report_to=[], disable_tqdm=True, seed=3)
@@ -51,9 +58,14 @@ def main() -> None:
     error = whitening_error(trainer.accelerator)
     errors = trainer.accelerator.gather(torch.tensor([error])).tolist()
     history = [h for h in trainer.train() if "objective/scores" in h]
+    outside = empty_weights(trainer.accelerator.unwrap_model(trainer.model))
+    with trainer.gathered() as model:
+        inside = empty_weights(model)
     if trainer.accelerator.is_main_process:
         out.write_text(json.dumps({"world_size": trainer.accelerator.num_processes, "whitening_error": max(errors),
                                    "scores": [h["objective/scores"] for h in history],
+                                   "empty_weights": {"outside": outside, "inside": inside},
+                                   "answers": [row["answer"] for row in trainer.samples_log],
                                    "episodes_per_update": [round(h["episodes_per_second"] * h["update_seconds"])
                                                            for h in history]}))
 
