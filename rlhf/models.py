@@ -21,6 +21,7 @@ from torch import nn
 from ranktune.errors import InputError
 from ranktune.models import load_causal_lm, load_sequence_classifier
 from ranktune.sampling import position_ids_for
+from rlhf.layer_cache import hidden_entering, resume_at
 from trl.trainer.utils import disable_dropout_in_model
 
 VALUE_MODELS = ("reward", "shared")
@@ -37,11 +38,27 @@ class PolicyAndValue(nn.Module):
 
     `policy`: causal LM (peft-wrapped with LoRA). `value`: a sequence classifier read at every
     token (peft-wrapped over the reward model) or, when shared, `value_head` on the policy.
+    `split`: with the frozen-layer cache on (`rlhf.layer_cache.enable`), the first trained layer of
+    each network ({"policy": k, "value": k}); `frozen_hidden` gives the states entering those layers,
+    and `forward(..., frozen=...)` runs only the layers from there.
     """
 
     def __init__(self, policy: nn.Module, value: nn.Module | None, value_head: nn.Module | None):
         super().__init__()
         self.policy, self.value, self.value_head = policy, value, value_head
+        self.split: dict[str, int] | None = None
+
+    def backbone(self, role: str) -> nn.Module:
+        """The transformer body of the policy or of the value model (peft-wrapped or not)."""
+        model = self.policy if role == "policy" else self.value
+        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+        return getattr(inner, inner.base_model_prefix)
+
+    def frozen_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The hidden states (B, T, D) entering each network's first trained layer (needs `split`)."""
+        position_ids = position_ids_for(attention_mask)
+        return {role: hidden_entering(self.backbone(role), k, input_ids, attention_mask, position_ids)
+                for role, k in self.split.items()}
 
     @property
     def shared(self) -> bool:
@@ -59,34 +76,43 @@ class PolicyAndValue(nn.Module):
         self.policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, context_length: int,
-                with_values: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+                with_values: bool = True, frozen: dict[str, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits for response positions (B, R, V) and values (B, R) for the states before each token.
 
         `input_ids` is query (left-padded, length `context_length`) + response (length R).
-        Position t of the output predicts / values response token t.
+        Position t of the output predicts / values response token t. `frozen`: `frozen_hidden` of
+        these sequences, so that only the layers above run.
         """
         position_ids = position_ids_for(attention_mask)
         R = input_ids.shape[1] - context_length
+        frozen = frozen or {}
         # The LM head runs on the response positions only: on a 135M model it is a fifth of the compute.
-        out = self.policy(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                          output_hidden_states=self.shared and with_values, use_cache=False, logits_to_keep=R + 1)
+        with resume_at(self.backbone("policy"), (self.split or {}).get("policy"), input_ids,
+                       frozen.get("policy")) as inputs:
+            out = self.policy(**inputs, attention_mask=attention_mask, position_ids=position_ids,
+                              output_hidden_states=self.shared and with_values, use_cache=False,
+                              logits_to_keep=R + 1)
         logits = out.logits[:, :-1]  # (B, R, V)
         values = None
         if with_values and self.shared:
             values = self.head_values(out.hidden_states[-1][:, context_length - 1:-1])  # (B, R)
         elif with_values:
-            values = self.token_values(input_ids, attention_mask, context_length)
+            values = self.token_values(input_ids, attention_mask, context_length, frozen.get("value"))
         return logits, values
 
     def head_values(self, hidden: torch.Tensor) -> torch.Tensor:
         """Values (B, R) from the shared head, given the policy's last hidden states (B, R, H)."""
         return self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1)
 
-    def token_values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, context_length: int) -> torch.Tensor:
-        """Values (B, R) from the separate value model, read at every response state."""
+    def token_values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, context_length: int,
+                     frozen: torch.Tensor | None = None) -> torch.Tensor:
+        """Values (B, R) from the separate value model, read at every response state (from the
+        cached states `frozen` (B, T, D) entering its first trained layer, if given)."""
         backbone, head = _backbone_and_head(self.value)
-        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask,
-                          position_ids=position_ids_for(attention_mask), use_cache=False).last_hidden_state
+        with resume_at(backbone, (self.split or {}).get("value"), input_ids, frozen) as inputs:
+            hidden = backbone(**inputs, attention_mask=attention_mask, position_ids=position_ids_for(attention_mask),
+                              use_cache=False).last_hidden_state
         return head(hidden[:, context_length - 1:-1]).squeeze(-1).float()
 
 

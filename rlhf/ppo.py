@@ -25,7 +25,7 @@ from trl.distributed import DistributedBackend
 from trl.models.utils import unwrap_model_for_generation
 from trl.trainer.utils import selective_log_softmax, selective_log_softmax_and_entropy
 
-from rlhf import ppo_math as M
+from rlhf import layer_cache, ppo_math as M
 from ranktune.sampling import ENGINES, Samples, response_logprobs, sample, sample_continuous, sampling_config
 from ranktune.gold import gold_score
 from ranktune.prompting import prompt_text
@@ -63,6 +63,10 @@ class PPOConfig(TrainingArguments):
     lora_top_layers: int = field(
         default=0, metadata={"help": "With LoRA: adapters on the top N transformer layers only (policy and value), "
                                      "so backward passes stop there. 0 = every layer."})
+    cache_frozen_layers: bool = field(
+        default=True, metadata={"help": "With lora_top_layers: run the frozen layers below the adapters once per "
+                                        "rollout, not in every PPO epoch (off by itself where the split forward "
+                                        "does not reproduce the full one, and under DeepSpeed)."})
     generation_engine: str = field(
         default="generate", metadata={"help": "generate: transformers' generate() with a KV cache; continuous_batching: "
                                               "transformers' paged continuous batching (for many rollouts on a GPU)."})
@@ -114,6 +118,12 @@ class PPOTrainer(Trainer):
             self.kl_ctl = M.FixedKLController(args.kl_coef)
         self.generation_config = sampling_config(processing_class, args.response_length, args.temperature)
         self.samples_log: list[dict] = []
+        # the frozen-layer cache: on where a split forward reproduces the full one (rlhf/layer_cache.py)
+        why = ("turned off" if not args.cache_frozen_layers else "DeepSpeed" if self.is_deepspeed_enabled
+               else layer_cache.enable(model, processing_class.pad_token_id))
+        self.layer_cache = why is None
+        if why:
+            layer_cache.logger.info("cache_frozen_layers: off (%s)", why)
 
     # -- data order: a function of the update number alone, so --resume replays the same batches
     def prompts_for(self, update: int) -> list:
@@ -144,28 +154,38 @@ class PPOTrainer(Trainer):
         args = self.args
         model.eval()
         T = args.temperature
+        # with the layer cache, the states (B, T, D) entering each network's first trained layer are
+        # computed once here (`frozen`), for the values, the reference and all PPO epochs
         if args.generation_engine == "continuous_batching":
             # the engine returns tokens only: one policy forward gives the old log-probs and values
             samples = sample_continuous(model.policy, self.tokenizer, prompts, self.generation_config,
                                         args.max_prompt_length)
-            logits, values = model(samples.input_ids, samples.attention_mask, samples.context_length)
+            frozen = model.frozen_hidden(samples.input_ids, samples.attention_mask) if self.layer_cache else None
+            logits, values = model(samples.input_ids, samples.attention_mask, samples.context_length, frozen=frozen)
             logprobs = selective_log_softmax(logits.float() / T, samples.responses)
         else:
             # generate() already computed the policy's logits (and, for a shared value head, the hidden
             # states it reads): the old log-probs and values come from there, not from another forward
             samples = sample(model.policy, self.tokenizer, prompts, self.generation_config, args.max_prompt_length,
                              with_logprobs=True, with_hidden=model.shared)
+            frozen = model.frozen_hidden(samples.input_ids, samples.attention_mask) if self.layer_cache else None
             logprobs = samples.logprobs
             if model.shared:
                 values = model.head_values(samples.hidden)
             else:
-                values = model.token_values(samples.input_ids, samples.attention_mask, samples.context_length)
+                values = model.token_values(samples.input_ids, samples.attention_mask, samples.context_length,
+                                            frozen and frozen["value"])
         with self.roles.reference() as reference:
-            ref_logprobs = response_logprobs(reference, samples, T)
+            if frozen and self.roles.ref_model is None:  # the reference is the policy, adapter off: same lower layers
+                ref_logits, _ = model(samples.input_ids, samples.attention_mask, samples.context_length,
+                                      with_values=False, frozen=frozen)
+                ref_logprobs = selective_log_softmax(ref_logits.float() / T, samples.responses)
+            else:
+                ref_logprobs = response_logprobs(reference, samples, T)
         answers = samples.answers(self.tokenizer)
         scores = torch.tensor(self.reward_scores(prompts, answers, samples.ended.tolist()), device=values.device)
         return samples, {"logprobs": logprobs, "ref_logprobs": ref_logprobs, "values": values.float(),
-                         "scores": scores, "answers": answers}
+                         "scores": scores, "answers": answers, "frozen": frozen}
 
     def reward_scores(self, prompts: list, answers: list[str], ended: list[bool]) -> list[float]:
         """The reward model's normalised scores, through the same `RewardScorer` every stage uses."""
@@ -197,6 +217,7 @@ class PPOTrainer(Trainer):
         mini = B // args.num_mini_batches
         micro = args.per_device_train_batch_size
         input_ids, attention_mask, Q = samples.input_ids, samples.attention_mask, samples.context_length
+        frozen = r["frozen"] or {}
         self.model.train()
         stats: dict[str, list[float]] = {}
         # a DeepSpeed engine divides by its own gradient_accumulation_steps in backward()
@@ -207,7 +228,8 @@ class PPOTrainer(Trainer):
                 for u0 in range(m0, m0 + mini, micro):
                     idx = order[u0:u0 + micro]
                     mask = samples.mask[idx]
-                    logits, values = self.model(input_ids[idx], attention_mask[idx], Q)
+                    logits, values = self.model(input_ids[idx], attention_mask[idx], Q,
+                                                frozen={k: h[idx] for k, h in frozen.items()})
                     new_logprobs, entropy = selective_log_softmax_and_entropy(
                         logits.float(), samples.responses[idx], False, args.temperature)
                     pg_loss, pg = M.policy_loss(new_logprobs, r["logprobs"][idx], a["advantages"][idx], mask,
