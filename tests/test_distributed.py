@@ -97,17 +97,23 @@ def test_reward_two_processes_match_one(tiny_llama, tmp_path, repo_root):
     assert not (tmp_path / "two" / "reward.work").exists()
 
 
-def test_ppo_stage_under_accelerate_launch_publishes_once(tiny_llama, tiny_reward_folder, tmp_path, repo_root):
+def run_ppo_cli(launcher: list, run: str, policy, reward, tmp_path, repo_root) -> None:
+    """`python -m rlhf` under `launcher` on 2 processes: 2 updates of 4 rollouts each, a checkpoint
+    every update, 2 held-out prompts; asserts it exits cleanly."""
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": f"Write about topic {i}, please."}) + "\n" for i in range(30)))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    args = ["-m", "rlhf", "--config", "configs/rlhf.yaml", "--run", "two", "--runs_dir", str(tmp_path),
-            "--prompts", str(prompts), "--model_name_or_path", str(tiny_llama), "--reward_model",
-            str(tiny_reward_folder), "--total_episodes", "16", "--per_device_train_batch_size", "4",
+    args = ["-m", "rlhf", "--config", "configs/rlhf.yaml", "--run", run, "--runs_dir", str(tmp_path),
+            "--prompts", str(prompts), "--model_name_or_path", str(policy), "--reward_model", str(reward),
+            "--total_episodes", "16", "--per_device_train_batch_size", "4",
             "--response_length", "8", "--max_eval_prompts", "2", "--per_device_eval_batch_size", "4",
             "--save_steps", "1", "--lora_r", "4", "--disable_tqdm", "true"]
-    proc = subprocess.run([*ACCELERATE, *args], cwd=repo_root, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([*launcher, *args], cwd=repo_root, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_ppo_stage_under_accelerate_launch_publishes_once(tiny_llama, tiny_reward_folder, tmp_path, repo_root):
+    run_ppo_cli(ACCELERATE, "two", tiny_llama, tiny_reward_folder, tmp_path, repo_root)
     metrics = json.loads((tmp_path / "two" / "rlhf" / "metrics.json").read_text())
     assert metrics["world_size"] == 2
     assert metrics["updates"] == 2 and metrics["episodes"] == 16, "4 rollouts x 2 processes an update"
@@ -147,16 +153,7 @@ def test_ppo_stage_under_zero3_publishes_whole_weights(tiny_llama, tiny_reward_f
     the published policy all see whole weights; the published folder reloads as the tiny model it came from."""
     from safetensors.torch import load_file
 
-    prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"prompt": f"Write about topic {i}, please."}) + "\n" for i in range(30)))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    args = ["-m", "rlhf", "--config", "configs/rlhf.yaml", "--run", "z3", "--runs_dir", str(tmp_path),
-            "--prompts", str(prompts), "--model_name_or_path", str(tiny_llama), "--reward_model",
-            str(tiny_reward_folder), "--total_episodes", "16", "--per_device_train_batch_size", "4",
-            "--response_length", "8", "--max_eval_prompts", "2", "--per_device_eval_batch_size", "4",
-            "--save_steps", "1", "--lora_r", "4", "--disable_tqdm", "true"]
-    proc = subprocess.run([*ZERO3, *args], cwd=repo_root, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_ppo_cli(ZERO3, "z3", tiny_llama, tiny_reward_folder, tmp_path, repo_root)
     final = tmp_path / "z3" / "rlhf"
     metrics = json.loads((final / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["updates"] == 2
