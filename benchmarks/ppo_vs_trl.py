@@ -154,7 +154,10 @@ def run_rloo(a, out: Path) -> dict:
 
 
 def run_eval(a, out: Path) -> dict:
-    """Score every final policy and the start on the same held-out prompts, by the same code."""
+    """Score every final policy and the start on the same held-out prompts, by the same code.
+
+    Each prompt gets `--eval_samples` answers from every policy; the gain's standard error is
+    taken over prompts, of (policy's mean score - start's mean score) on that prompt."""
     import torch
 
     from ranktune.models import load_causal_lm
@@ -162,23 +165,34 @@ def run_eval(a, out: Path) -> dict:
     from ranktune.sampling import response_logprobs, sample, sampling_config
 
     prompts = [json.loads(x)["prompt"] for x in Path(a.eval_prompts).read_text().splitlines()]
+    n = a.eval_samples
     start_model, tokenizer = load_causal_lm(a.policy)
     scorer = RewardScorer.load(a.reward_model)
     config = sampling_config(tokenizer, SETTINGS["response_length"], SETTINGS["temperature"])
-    results = {}
+    per_prompt, results = {}, {}
     for name, folder in [("start", a.policy), *json.loads(a.policies).items()]:
         model, _ = load_causal_lm(folder) if folder != a.policy else (start_model, tokenizer)
         torch.manual_seed(0)
         scores, kls = [], []
         with torch.no_grad():
             for i in range(0, len(prompts), 16):
-                batch = prompts[i:i + 16]
-                s = sample(model, tokenizer, batch, config)
-                kl = (response_logprobs(model, s, config.temperature)
-                      - response_logprobs(start_model, s, config.temperature)) * s.mask
-                kls.extend(kl.sum(1).tolist())
-                scores.extend(scorer.score(batch, s.answers(tokenizer), s.ended.tolist()))
-        results[name] = {"score": sum(scores) / len(scores), "kl": sum(kls) / len(kls)}
+                batch = [p for p in prompts[i:i + 16] for _ in range(n)]  # each prompt n times, side by side
+                for j in range(0, len(batch), 16):
+                    part = batch[j:j + 16]
+                    s = sample(model, tokenizer, part, config)
+                    kl = (response_logprobs(model, s, config.temperature)
+                          - response_logprobs(start_model, s, config.temperature)) * s.mask
+                    kls.extend(kl.sum(1).tolist())
+                    scores.extend(scorer.score(part, s.answers(tokenizer), s.ended.tolist()))
+        by_prompt = torch.tensor(scores).view(len(prompts), n).mean(1)  # (P,)
+        per_prompt[name] = by_prompt
+        kl_t = torch.tensor(kls)
+        results[name] = {"score": float(by_prompt.mean()), "kl": float(kl_t.mean()),
+                         "kl_se": float(kl_t.std() / len(kls) ** 0.5), "answers": len(scores)}
+        if name != "start":
+            diff = by_prompt - per_prompt["start"]  # (P,) paired by prompt
+            results[name]["gain"] = float(diff.mean())
+            results[name]["gain_se"] = float(diff.std() / len(prompts) ** 0.5)
     return results
 
 
@@ -206,7 +220,8 @@ def ensure_trl112(folder: Path) -> None:
 def spawn(a, worker: str, out: Path, **extra) -> dict:
     cmd = [sys.executable, __file__, "--worker", worker, "--out", str(out), "--policy", a.policy,
            "--reward_model", a.reward_model, "--train_prompts", a.train_prompts, "--eval_prompts", a.eval_prompts,
-           "--updates", str(a.updates), "--trl112", a.trl112, *[x for k, v in extra.items() for x in (f"--{k}", v)]]
+           "--updates", str(a.updates), "--trl112", a.trl112, "--eval_samples", str(a.eval_samples),
+           *[x for k, v in extra.items() for x in (f"--{k}", v)]]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
     print(f"[{worker}] running ...", flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
@@ -225,8 +240,12 @@ def main() -> None:
     p.add_argument("--prompts", default="data/prompts.jsonl")
     p.add_argument("--updates", type=int, default=8, help="PPO updates (8 episodes each) per method")
     p.add_argument("--eval_prompts_count", type=int, default=48)
+    p.add_argument("--eval_samples", type=int, default=1, help="answers per held-out prompt from each policy")
     p.add_argument("--methods", default="ours,ours-shared,ours-full,trl112-ppo,trl116-rloo")
     p.add_argument("--trl112", default=str(REPO / ".bench" / "trl-1.12"), help="folder for TRL 1.12 (--no-deps)")
+    p.add_argument("--evaluate_also", default="",
+                   help="NAME=FOLDER,... policies trained by an earlier invocation with the same --policy, --prompts "
+                        "and --eval_prompts_count (so the same held-out prompts): evaluated beside this run's")
     p.add_argument("--out", default=None)
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--train_prompts", default=None, help=argparse.SUPPRESS)
@@ -251,13 +270,16 @@ def main() -> None:
         ensure_trl112(Path(a.trl112))
     results = {m: spawn(a, m, out / m) for m in methods}
     policies = {m: r["policy"] for m, r in results.items() if "policy" in r}
+    earlier = dict(x.split("=", 1) for x in a.evaluate_also.split(",") if x)
+    policies.update(earlier)
     evaluation = spawn(a, "eval", out / "eval", policies=json.dumps(policies))
     episodes = SETTINGS["per_update"] * a.updates
 
     print(f"\n{episodes} episodes each ({a.updates} updates x {SETTINGS['per_update']}), "
           f"{SETTINGS['response_length']} new tokens, {SETTINGS['epochs']} PPO epochs; "
-          f"{len(held_out)} held-out prompts; start score {evaluation.get('start', {}).get('score', float('nan')):+.3f}")
-    print(f"{'method':<17} {'episodes/s':>10} {'s/episode':>9} {'peak RSS MiB':>12} {'score gain':>10} {'KL':>7}")
+          f"{len(held_out)} held-out prompts x {a.eval_samples} answers; start score {evaluation.get('start', {}).get('score', float('nan')):+.3f}")
+    print(f"{'method':<17} {'episodes/s':>10} {'s/episode':>9} {'peak RSS MiB':>12} {'score gain':>10} {'(s.e.)':>7} "
+          f"{'KL':>7} {'(s.e.)':>7}")
     base = results.get("trl112-ppo", {})
     for m, r in results.items():
         if "error" in r:
@@ -265,9 +287,14 @@ def main() -> None:
             continue
         eps = episodes / r["train_seconds"]
         ev = evaluation.get(m, {})
-        gain = ev.get("score", float("nan")) - evaluation.get("start", {}).get("score", float("nan"))
-        print(f"{m:<17} {eps:>10.3f} {1 / eps:>9.2f} {r['peak_rss_mib']:>12.0f} {gain:>+10.3f} {ev.get('kl', float('nan')):>7.3f}")
+        gain, nan = ev.get("gain", float("nan")), float("nan")
+        print(f"{m:<17} {eps:>10.3f} {1 / eps:>9.2f} {r['peak_rss_mib']:>12.0f} {gain:>+10.3f} "
+              f"{ev.get('gain_se', nan):>7.3f} {ev.get('kl', nan):>7.3f} {ev.get('kl_se', nan):>7.3f}")
         r.update(episodes_per_second=eps, score_gain=gain, kl=ev.get("kl"))
+    for m in earlier:
+        ev = evaluation.get(m, {})
+        print(f"{m:<17} {'(earlier)':>10} {'':>9} {'':>12} {ev.get('gain', float('nan')):>+10.3f} "
+              f"{ev.get('gain_se', float('nan')):>7.3f} {ev.get('kl', float('nan')):>7.3f} {ev.get('kl_se', float('nan')):>7.3f}")
     if "error" not in base and base:
         for m, r in results.items():
             if m != "trl112-ppo" and "error" not in r:
