@@ -27,10 +27,9 @@ from trl.trainer.utils import disable_dropout_in_model
 VALUE_MODELS = ("reward", "shared")
 
 
-def _backbone_and_head(seq_cls: nn.Module) -> tuple[nn.Module, nn.Module]:
-    """The transformer body and score head of a (possibly peft-wrapped) sequence classifier."""
-    inner = seq_cls.get_base_model() if hasattr(seq_cls, "get_base_model") else seq_cls
-    return getattr(inner, inner.base_model_prefix), inner.score
+def _unwrapped(model: nn.Module) -> nn.Module:
+    """The transformers model inside a peft wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 class PolicyAndValue(nn.Module):
@@ -50,8 +49,7 @@ class PolicyAndValue(nn.Module):
 
     def backbone(self, role: str) -> nn.Module:
         """The transformer body of the policy or of the value model (peft-wrapped or not)."""
-        model = self.policy if role == "policy" else self.value
-        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+        inner = _unwrapped(self.policy if role == "policy" else self.value)
         return getattr(inner, inner.base_model_prefix)
 
     def frozen_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -109,7 +107,7 @@ class PolicyAndValue(nn.Module):
                      frozen: torch.Tensor | None = None) -> torch.Tensor:
         """Values (B, R) from the separate value model, read at every response state (from the
         cached states `frozen` (B, T, D) entering its first trained layer, if given)."""
-        backbone, head = _backbone_and_head(self.value)
+        backbone, head = self.backbone("value"), _unwrapped(self.value).score
         with resume_at(backbone, (self.split or {}).get("value"), input_ids, frozen) as inputs:
             hidden = backbone(**inputs, attention_mask=attention_mask, position_ids=position_ids_for(attention_mask),
                               use_cache=False).last_hidden_state
