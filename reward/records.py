@@ -71,16 +71,25 @@ def _prompt(obj: dict, path: Path, lineno: int) -> str | list[dict]:
 
 
 def ranking_record(obj: dict, path: Path, lineno: int) -> dict:
-    """A K-way ranking: K >= 2 non-empty answers, one dense rank per answer (1 = best)."""
+    """A K-way ranking: K >= 2 answers, one dense rank per answer (1 = best).
+
+    An answer may be empty only where `ended` says the model stopped there by itself: a policy that
+    answers nothing gives the labeling app an empty answer, and reviewers rank it like any other.
+    Without `ended`, an empty answer is a broken record."""
     prompt = _prompt(obj, path, lineno)
     answers = obj.get("answers")
     if not isinstance(answers, list) or len(answers) < 2:
         raise InputError("expected a list of at least 2 answers", path, lineno, "answers")
+    ended = obj.get("ended")
+    if ended is not None and (not isinstance(ended, list) or len(ended) != len(answers)
+                              or not all(isinstance(e, bool) for e in ended)):
+        raise InputError("expected one true/false per answer (did the model stop by itself)", path, lineno, "ended")
     for i in range(len(answers)):
         if not isinstance(answers[i], str):
             raise InputError(f"expected a string, got {type(answers[i]).__name__}", path, lineno, f"answers[{i}]")
-        if not answers[i].strip():
-            raise InputError("is empty", path, lineno, f"answers[{i}]")
+        if not answers[i].strip() and not (ended and ended[i]):
+            raise InputError("is empty (allowed only where `ended` says the model stopped there)",
+                             path, lineno, f"answers[{i}]")
     ranks = obj.get("ranks")
     if not isinstance(ranks, list):
         raise InputError("missing or not a list (one rank per answer, 1 = best)", path, lineno, "ranks")
@@ -94,11 +103,7 @@ def ranking_record(obj: dict, path: Path, lineno: int) -> dict:
                          path, lineno, "ranks")
     rec = {"kind": "ranking", "prompt": prompt, "answers": answers, "ranks": ranks,
            "where": f"{path}:{lineno}"}
-    if obj.get("ended") is not None:  # the export says which answers were cut off at max_new_tokens
-        ended = obj["ended"]
-        if not isinstance(ended, list) or len(ended) != len(answers) or not all(isinstance(e, bool) for e in ended):
-            raise InputError("expected one true/false per answer (did the model stop by itself)",
-                             path, lineno, "ended")
+    if ended is not None:  # the export says which answers were cut off at max_new_tokens
         rec["ended"] = ended
     for name, kind in (("ranking_id", (str, int)), ("reviewer", str), ("flagged", bool)):
         if obj.get(name) is not None:

@@ -68,6 +68,9 @@ BAD_INPUT = {  # name: (lines of the file, line and field the message must name,
     "bad JSON": (['{"prompt": "p", "chosen": "a", "rejected": "b"', GOOD], 1, None),
     "ranks do not match answers": ([{"prompt": "p", "answers": ["a", "b"], "ranks": [1]}], 1, "ranks"),
     "ranks with a gap": ([{"prompt": "p", "answers": ["a", "b"], "ranks": [1, 3]}], 1, "ranks"),
+    "empty answer the model did not end": (
+        [{"prompt": "p", "answers": ["a", ""], "ranks": [1, 2], "ended": [True, False]}], 1, "answers[1]"),
+    "empty answer, no ended": ([{"prompt": "p", "answers": ["", "b"], "ranks": [2, 1]}], 1, "answers[0]"),
     "HH transcript without its last turn": (
         [{"chosen": "\n\nHuman: hi\n\nAssistant: a", "rejected": "just b"}], 1, "rejected"),
 }
@@ -153,3 +156,19 @@ def torch_module_stub():
     import torch
 
     return torch.nn.Linear(1, 1)
+
+
+def test_an_empty_answer_the_model_ended_is_a_ranked_answer(tmp_path, tiny_llama):
+    """A policy that stops at once gives the labeling app an empty answer; the export keeps it with
+    ended=true, and the reward stage must train on that ranking (it is usually the worst answer),
+    not refuse the whole file."""
+    from ranktune.models import load_tokenizer
+    from reward.data import model_texts
+
+    path = write_jsonl(tmp_path / "rankings.jsonl", [
+        {"prompt": "p", "answers": ["Sure: 4.", ""], "ranks": [1, 2], "ended": [True, True]}])
+    (ranking,), _ = read_rankings(str(path))
+    assert ranking.answers[1] == "" and ranking.answer_ended() == [True, True]
+    tokenizer = load_tokenizer(str(tiny_llama))
+    texts = model_texts(tokenizer, ranking)
+    assert texts[1].endswith(tokenizer.eos_token) and texts[0] != texts[1]
