@@ -30,7 +30,7 @@ from labeling_ui import stats
 from labeling_ui.accounts import ReviewerInfo
 from labeling_ui.export import export
 from labeling_ui.schema import FLAG_KINDS
-from labeling_ui.store import LabelStore, SubmitError, Task, answer_label
+from labeling_ui.store import LabelStore, Progress, SubmitError, Task, Turn, UnknownReviewer, answer_label
 
 GUIDELINES = Path(__file__).with_name("guidelines.md")
 STYLE = Path(__file__).with_name("style.css")
@@ -97,8 +97,16 @@ def read_ticket(raw, slots: int) -> dict | None:
     return {"assignment_id": aid, "token": token, "k": k}
 
 
+def _username(request: gr.Request) -> str:
+    """The signed-in reviewer's name (from the login session); the store checks it is a live account."""
+    name = getattr(request, "username", None)
+    if not name:
+        raise gr.Error("Not logged in.")
+    return name
+
+
 def _reviewer(store: LabelStore, request: gr.Request) -> ReviewerInfo:
-    user = store.accounts.get(getattr(request, "username", None) or "")
+    user = store.accounts.get(_username(request))
     if user is None:
         raise gr.Error("Not logged in.")
     return user
@@ -164,9 +172,12 @@ def build_blocks(store: LabelStore, export_dir: Path, guidelines: str | None = N
 
         task_outputs = [ticket, progress, prompt, *columns, *cards, *ranks, flags, comment, better, submit, skip,
                         status]
+        submit_inputs, skip_inputs = [ticket, *ranks, flags, comment, better], [ticket, flags, comment, better]
 
-        def view(task: Task | None, user: ReviewerInfo, message: str = "") -> list:
-            p = store.progress(user.name)
+        def view(task: Task | None, p: Progress, message: str = "", shown_k: int | None = None) -> list:
+            """The page's outputs for `task`. `shown_k`: the number of answers of the item the page showed
+            (from its ticket), when known; with the same number the rank boxes get plain values, not
+            gr.update(): Gradio builds a new component for every update (~1 ms each, 8 per click)."""
             line = f"**{p.done} of {p.total} done**" + (f" · {p.skipped} skipped" if p.skipped else "")
             if task is None:
                 return ["", line, prompt_html(None), *[gr.update(visible=False)] * slots, *[""] * slots,
@@ -175,11 +186,10 @@ def build_blocks(store: LabelStore, export_dir: Path, guidelines: str | None = N
             k, prev = len(task.answers), task.previous
             if task.round > 1:
                 line += f" · round {task.round}"
-            values = prev.ranks if prev and prev.ranks else [None] * k
+            values = [*(prev.ranks if prev and prev.ranks else [None] * k), *[None] * (slots - k)]
+            boxes = values if shown_k == k else [gr.update(value=v, placeholder=f"1-{k}") for v in values]
             return [make_ticket(task), line, prompt_html(task), *[gr.update(visible=i < k) for i in range(slots)],
-                    *[answer_html(task, i) if i < k else "" for i in range(slots)],
-                    *[gr.update(value=values[i] if i < k else None, placeholder=f"1-{k}")
-                      for i in range(slots)],
+                    *[answer_html(task, i) if i < k else "" for i in range(slots)], *boxes,
                     prev.flags if prev else [], prev.comment if prev else "", prev.demonstration if prev else "",
                     gr.update(interactive=True), gr.update(interactive=True), message]
 
@@ -189,44 +199,65 @@ def build_blocks(store: LabelStore, export_dir: Path, guidelines: str | None = N
         def on_load(request: gr.Request):
             user = _reviewer(store, request)
             role = " (admin)" if user.is_admin else ""
+            turn = store.turn(user.name)
             return [f"Signed in as **{html.escape(user.name)}**{role}", gr.update(visible=user.is_admin),
-                    *view(store.next_task(user.name), user)]
+                    *view(turn.task, turn.progress)]
 
-        def on_submit(request: gr.Request, sent_ticket, *values):
+        def send(name: str, current: dict, ranks: list | None, flag_values, comment_text, better_text) -> Turn:
+            """Record the submission (or skip, `ranks` None), claim the next item, count progress: one transaction."""
+            try:
+                return store.submit_and_next(name, current["assignment_id"], ranks, token=current["token"],
+                                             skip=ranks is None, flags=flag_values or [], comment=comment_text,
+                                             demonstration=better_text)
+            except UnknownReviewer:  # the account was disabled after this page signed in
+                raise gr.Error("Not logged in.") from None
+
+        # Submit and skip run with Gradio's pre- and postprocessing off, and call the very same
+        # component methods here instead: Gradio runs each input's and output's in a worker thread of
+        # its own (12 + 33 thread hops per click), which under load cost more than the work itself.
+        def preprocessed(inputs: list, values) -> list:
+            return [block.preprocess(v) for block, v in zip(inputs, values)]
+
+        def postprocessed(values: list) -> list:
+            return [v if isinstance(v, dict) or not hasattr(block, "postprocess") else block.postprocess(v)
+                    for block, v in zip(task_outputs, values)]  # dicts: updates, which Gradio applies itself
+
+        def on_submit(request: gr.Request, *values):
             # Gradio passes the request first, then the inputs: ticket, the rank boxes, flags, comment, answer.
-            user = _reviewer(store, request)
-            rank_values, (flag_values, comment_text, better_text) = values[:slots], values[slots:]
+            name = _username(request)
+            sent_ticket, *rank_values, flag_values, comment_text, better_text = preprocessed(submit_inputs, values)
             current = read_ticket(sent_ticket, slots)
             if current is None:
-                return unchanged(LOST_TICKET)
+                return postprocessed(unchanged(LOST_TICKET))
             try:
-                done = store.submit(user.name, current["assignment_id"], list(rank_values[:current["k"]]),
-                                    token=current["token"], flags=flag_values or [], comment=comment_text,
-                                    demonstration=better_text)
+                turn = send(name, current, list(rank_values[:current["k"]]), flag_values, comment_text, better_text)
             except SubmitError as err:
-                return unchanged(f"⚠️ {err}")
-            note = "Already saved." if done.duplicate else "Saved."
-            return view(store.next_task(user.name), user, f"✅ {note} Here is the next item.")
+                return postprocessed(unchanged(f"⚠️ {err}"))
+            note = "Already saved." if turn.submitted.duplicate else "Saved."
+            return postprocessed(view(turn.task, turn.progress, f"✅ {note} Here is the next item.",
+                                      shown_k=current["k"]))
 
-        def on_skip(request: gr.Request, sent_ticket, flag_values, comment_text, better_text):
-            user = _reviewer(store, request)
+        def on_skip(request: gr.Request, *values):
+            name = _username(request)
+            sent_ticket, flag_values, comment_text, better_text = preprocessed(skip_inputs, values)
             current = read_ticket(sent_ticket, slots)
             if current is None:
-                return unchanged(LOST_TICKET)
+                return postprocessed(unchanged(LOST_TICKET))
             try:
-                done = store.skip(user.name, current["assignment_id"], token=current["token"],
-                                  flags=flag_values or [], comment=comment_text, demonstration=better_text)
+                turn = send(name, current, None, flag_values, comment_text, better_text)
             except SubmitError as err:
-                return unchanged(f"⚠️ {err}")
-            note = "Already skipped." if done.duplicate else "Skipped."
-            return view(store.next_task(user.name), user, f"{note} Here is the next item.")
+                return postprocessed(unchanged(f"⚠️ {err}"))
+            note = "Already skipped." if turn.submitted.duplicate else "Skipped."
+            return postprocessed(view(turn.task, turn.progress, f"{note} Here is the next item.",
+                                      shown_k=current["k"]))
 
         def on_undo(request: gr.Request):
             user = _reviewer(store, request)
             task = store.undo_last(user.name)
             if task is None:
                 return unchanged("Nothing to undo: you can undo only your latest submission, once.")
-            return view(task, user, "↩️ Your last submission is reopened: change it and submit again.")
+            return view(task, store.progress(user.name), "↩️ Your last submission is reopened: change it and submit "
+                        "again.")
 
         def admin_view(request: gr.Request):
             _admin(store, request)
@@ -257,18 +288,24 @@ def build_blocks(store: LabelStore, export_dir: Path, guidelines: str | None = N
             return (f"Exported {s['rankings']} rankings, {s['pairs']} pairs and {s['demonstrations']} written answers "
                     f"to `{export_dir}` ({s['flagged_rankings_left_out']} flagged rankings left out)."), files
 
-        extra = [flags, comment, better]
         opts = {"api_visibility": "private"}
         demo.load(on_load, None, [who, admin_tab, *task_outputs], **opts).then(None, js=FOCUS_FIRST_RANK)
+        raw = {"preprocess": False, "postprocess": False}  # done in the handlers: see preprocessed()
         for trigger in [submit.click, *[r.submit for r in ranks]]:
-            trigger(on_submit, [ticket, *ranks, *extra], task_outputs, **opts).then(None, js=FOCUS_FIRST_RANK)
-        skip.click(on_skip, [ticket, *extra], task_outputs, **opts).then(None, js=FOCUS_FIRST_RANK)
+            trigger(on_submit, submit_inputs, task_outputs, **opts, **raw).then(None, js=FOCUS_FIRST_RANK)
+        skip.click(on_skip, skip_inputs, task_outputs, **opts, **raw).then(None, js=FOCUS_FIRST_RANK)
         undo.click(on_undo, None, task_outputs, **opts).then(None, js=FOCUS_FIRST_RANK)
         refresh.click(admin_view, None, [summary, table, chart], api_name="admin_view", api_visibility="undocumented")
         admin_tab.select(admin_view, None, [summary, table, chart], api_visibility="private")
         export_btn.click(admin_export, [include_flagged], [export_msg, export_files], api_name="admin_export",
                          api_visibility="undocumented")
     demo.queue(default_concurrency_limit=8)
+    # Gradio recomputes the summary of its monitoring page (a pandas frame of up to 10,000 recent
+    # events) after every event, by default: 3-10 ms of the interpreter per click, growing with the
+    # events seen. Nobody reads it here (/monitoring is refused to reviewers; admins have their tab),
+    # so it is refreshed every 1,000 events instead.
+    if hasattr(demo._queue, "ANAYLTICS_CACHE_FREQUENCY"):
+        demo._queue.ANAYLTICS_CACHE_FREQUENCY = 1000
     return demo
 
 

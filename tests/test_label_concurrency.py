@@ -99,6 +99,43 @@ def check_same_token_at_once_writes_one_row(store: LabelStore):
     assert len(store.rankings()) == 1
 
 
+def check_clicks_at_once(store: LabelStore, n_reviewers: int = 6, n_items: int = 10):
+    """What the page does (submit_and_next: one transaction per click), every click sent 3 times at
+    once: one row per click, and the copies of one click all show the same next item."""
+    names = fill(store, n_items, n_reviewers)
+    turns = {name: store.turn(name) for name in names}
+    seen: dict[str, list[int]] = {name: [] for name in names}
+
+    def review(name: str):
+        n = 0
+        while (task := turns[name].task) is not None:
+            n += 1
+            got, errors = [], []
+
+            def click():
+                try:
+                    got.append(store.submit_and_next(name, task.assignment_id, [1, 2, 2, 3], token=f"{name}-{n}-tok",
+                                                     skip=n % 5 == 0))
+                except Exception as err:  # noqa: BLE001 - reported below
+                    errors.append(err)
+
+            copies = [threading.Thread(target=click) for _ in range(3)]
+            for t in copies:
+                t.start()
+            for t in copies:
+                t.join(timeout=60)
+            assert not errors, errors
+            assert sum(not t.submitted.duplicate for t in got) == 1 and len({t.submitted.ranking_id for t in got}) == 1
+            assert len({t.task and t.task.assignment_id for t in got}) == 1, "one click, two different next items"
+            seen[name].append(task.item_id)
+            turns[name] = got[-1]
+
+    run_threads(review, [(name,) for name in names])
+    assert all(len(v) == len(set(v)) for v in seen.values())
+    assert store.counts()["open_claims"] == 0 and len(store.submissions()) == sum(len(v) for v in seen.values())
+    assert max(Counter(r["item_id"] for r in store.rankings()).values()) <= store.overlap
+
+
 def test_many_reviewers_sqlite(tmp_path):
     check_many_reviewers(LabelStore(sqlite_url(tmp_path / "l.db"), overlap=3))
 
@@ -109,6 +146,10 @@ def test_simultaneous_claims_sqlite(tmp_path):
 
 def test_same_token_at_once_sqlite(tmp_path):
     check_same_token_at_once_writes_one_row(LabelStore(sqlite_url(tmp_path / "l.db")))
+
+
+def test_clicks_at_once_sqlite(tmp_path):
+    check_clicks_at_once(LabelStore(sqlite_url(tmp_path / "l.db")))
 
 
 # ---- PostgreSQL -----------------------------------------------------------------------------
@@ -192,4 +233,10 @@ def test_simultaneous_claims_postgres(postgres_url):
 def test_same_token_at_once_postgres(postgres_url):
     store = _fresh_pg_store(postgres_url, overlap=2)
     check_same_token_at_once_writes_one_row(store)
+    store.close()
+
+
+def test_clicks_at_once_postgres(postgres_url):
+    store = _fresh_pg_store(postgres_url, overlap=2)
+    check_clicks_at_once(store)
     store.close()

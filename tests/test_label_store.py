@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from sqlalchemy import text
 
 from labeling_ui import stats
 from labeling_ui.accounts import LoginRefused, hash_password, verify_password
@@ -188,6 +189,72 @@ def test_progress_counts_done_and_what_is_left_for_the_reviewer(tmp_path, clock)
     store.submit("ann", task.assignment_id, [1, 2, 3], token="tok-prog-1")
     p = store.progress("ann")
     assert (p.done, p.remaining, p.total) == (1, 2, 3)
+
+
+def _click_sequence(store, name, assignment_id, ranks, token, **kw):
+    """What the page did before submit_and_next: three transactions in a row."""
+    done = store.submit(name, assignment_id, ranks, token=token, **kw)
+    return done, store.next_task(name), store.progress(name)
+
+
+def _same_task(a, b):
+    return (a is None and b is None) or (a.assignment_id, a.item_id, a.round, a.prompt, a.answers, a.expires_at,
+                                         a.previous) == (b.assignment_id, b.item_id, b.round, b.prompt, b.answers,
+                                                         b.expires_at, b.previous)
+
+
+def test_submit_and_next_equals_submit_then_next_task_then_progress(tmp_path, clock):
+    """One transaction per click answers what the three calls did, click after click, to the end."""
+    one = make_store(tmp_path / "one", clock, n_items=4, overlap=2)
+    three = make_store(tmp_path / "three", clock, n_items=4, overlap=2)
+    turn, shown = one.turn("ann"), three.next_task("ann")
+    assert _same_task(turn.task, shown) and turn.progress == three.progress("ann") and turn.submitted is None
+    n = 0
+    while turn.task is not None:
+        n += 1
+        clock.advance(seconds=7)
+        aid, token = turn.task.assignment_id, f"tok-click-{n}"
+        ranks = None if n == 3 else [1 + (n + j) % 3 for j in range(3)]
+        kw = {"skip": True, "comment": "hm"} if n == 3 else {"flags": ["broken"]} if n == 2 else {}
+        turn = one.submit_and_next("ann", aid, ranks, token=token, **kw)
+        done, shown, progress = _click_sequence(three, "ann", aid, ranks, token, **kw)
+        assert (turn.submitted.duplicate, turn.submitted.skipped) == (done.duplicate, done.skipped) == (False, n == 3)
+        assert _same_task(turn.task, shown) and turn.progress == progress
+        if n == 3:  # the same click again (a double click): answered from the first, the next item unchanged
+            again = one.submit_and_next("ann", aid, ranks, token=token, **kw)
+            assert again.submitted.duplicate and again.submitted.ranking_id == turn.submitted.ranking_id
+            assert _same_task(again.task, turn.task) and again.progress == turn.progress
+    assert n == 4 and turn.progress.remaining == 0
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "ranking_id"} for r in rows]  # noqa: E731
+    assert strip(one.rankings()) == strip(three.rankings()) and one.counts() == three.counts()
+    assert one.submissions() == three.submissions() and one.flagged_items() == three.flagged_items()
+
+
+def test_submit_and_next_rolls_everything_back_when_any_part_fails(tmp_path, clock, monkeypatch):
+    store = make_store(tmp_path, clock, n_items=3, overlap=1)
+    task = store.next_task("ann")
+    with pytest.raises(SubmitError, match="skip a number"):  # refused: nothing claimed either
+        store.submit_and_next("ann", task.assignment_id, [1, 3, 3], token="tok-roll-1")
+    assert store.counts()["open_claims"] == 1 and store.progress("ann").done == 0
+
+    written = []
+
+    def broken(s, *_args):  # the last step fails after the ranking row and the next claim were written
+        written.append([s.execute(text(q)).scalar() for q in (
+            "SELECT count(*) FROM rankings", "SELECT count(*) FROM assignments WHERE status = 'open'")])
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(store, "_progress", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        store.submit_and_next("ann", task.assignment_id, [1, 2, 3], token="tok-roll-2")
+    monkeypatch.undo()
+    assert written == [[1, 1]]  # inside the transaction: the row, and a claim on the next item (the first closed)
+    assert store.rankings() == [] and store.counts()["open_claims"] == 1  # no row, no second claim
+    assert store.next_task("ann").assignment_id == task.assignment_id  # the item is still the one on screen
+    turn = store.submit_and_next("ann", task.assignment_id, [1, 2, 3], token="tok-roll-2")  # the retry lands once
+    assert not turn.submitted.duplicate and turn.task.item_id != task.item_id and len(store.rankings()) == 1
+    with pytest.raises(SubmitError, match="Unknown reviewer"):
+        store.submit_and_next("nobody", turn.task.assignment_id, [1, 2, 3], token="tok-roll-3")
 
 
 def test_round_filter_offers_only_that_round(tmp_path, clock):

@@ -1,0 +1,117 @@
+"""What the label store hands out and takes in: tasks, submissions, progress, and the checks on
+what a reviewer sends (ranks, tokens). Plain values, no database: the store, the app and the
+simulated reviewers share them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Sequence
+
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+MAX_COMMENT_CHARS, MAX_DEMONSTRATION_CHARS = 5_000, 20_000
+
+
+class SubmitError(ValueError):
+    """A submission the store refuses; the message is meant for the reviewer."""
+
+
+class UnknownReviewer(SubmitError):
+    """The reviewer named is not in the store, or is disabled."""
+
+
+def answer_label(position: int) -> str:
+    return chr(ord("A") + position) if position < 26 else str(position + 1)
+
+
+def prompt_key(prompt: str | list) -> str:
+    return hashlib.sha256(json.dumps(prompt, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def check_ranks(ranks: Sequence, k: int) -> list[int]:
+    """Dense ranks for k answers: each in 1..k, 1 = best, ties share a rank, no gaps."""
+    if ranks is None or len(ranks) != k:
+        raise SubmitError(f"Give each of the {k} answers a rank.")
+    out = []
+    for i, r in enumerate(ranks):
+        if r is None or (isinstance(r, str) and not r.strip()):
+            raise SubmitError(f"Answer {answer_label(i)} has no rank yet.")
+        try:
+            value = float(r)
+        except (TypeError, ValueError):
+            raise SubmitError(f"Answer {answer_label(i)}: '{r}' is not a number.") from None
+        if value != int(value) or not 1 <= value <= k:
+            raise SubmitError(f"Answer {answer_label(i)}: ranks are whole numbers from 1 (best) to {k}.")
+        out.append(int(value))
+    missing = sorted(set(range(1, max(out) + 1)) - set(out))
+    if missing:
+        raise SubmitError(f"No answer has rank {', '.join(map(str, missing))}: ranks must not skip a number "
+                          "(answers of equal quality share a rank; the next answer takes the next number).")
+    return out
+
+
+@dataclass(frozen=True)
+class Answer:
+    position: int
+    text: str
+    ended: bool  # the model stopped by itself (EOS), rather than being cut off
+
+    @property
+    def label(self) -> str:
+        return answer_label(self.position)
+
+
+@dataclass(frozen=True)
+class Previous:
+    """What the reviewer sent last time for a task reopened by undo."""
+
+    ranks: list[int] | None
+    skipped: bool
+    flags: list[str] = field(default_factory=list)
+    comment: str = ""
+    demonstration: str = ""
+
+
+@dataclass(frozen=True)
+class Task:
+    """One item claimed by one reviewer: rank `answers` for `prompt`."""
+
+    assignment_id: int
+    item_id: int
+    round: int
+    prompt: str | list
+    prompt_text: str
+    answers: list[Answer]
+    expires_at: datetime
+    previous: Previous | None = None
+
+
+@dataclass(frozen=True)
+class Submitted:
+    ranking_id: str
+    duplicate: bool  # this token was submitted before; nothing new was written
+    skipped: bool
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    skipped: int
+    remaining: int  # items this reviewer may still be given (including the one on screen)
+
+    @property
+    def total(self) -> int:
+        return self.done + self.remaining
+
+
+@dataclass(frozen=True)
+class Turn:
+    """What the page shows after one click: the item on screen now (None: nothing left) and the
+    reviewer's progress, with the submission that click recorded (None for a plain page load)."""
+
+    task: Task | None
+    progress: Progress
+    submitted: Submitted | None = None
