@@ -101,7 +101,10 @@ def check_same_token_at_once_writes_one_row(store: LabelStore):
 
 def check_clicks_at_once(store: LabelStore, n_reviewers: int = 6, n_items: int = 10):
     """What the page does (submit_and_next: one transaction per click), every click sent 3 times at
-    once: one row per click, and the copies of one click all show the same next item."""
+    once: one row per click, and the copies of one click never claim two different items.
+
+    (They may differ in one way: a copy that found every item taken answers "all done", and a later
+    copy gets a slot that someone's skip freed in between - each copy claims as a reload would.)"""
     names = fill(store, n_items, n_reviewers)
     turns = {name: store.turn(name) for name in names}
     seen: dict[str, list[int]] = {name: [] for name in names}
@@ -126,9 +129,10 @@ def check_clicks_at_once(store: LabelStore, n_reviewers: int = 6, n_items: int =
                 t.join(timeout=60)
             assert not errors, errors
             assert sum(not t.submitted.duplicate for t in got) == 1 and len({t.submitted.ranking_id for t in got}) == 1
-            assert len({t.task and t.task.assignment_id for t in got}) == 1, "one click, two different next items"
+            shown = {t.task.assignment_id for t in got if t.task is not None}
+            assert len(shown) <= 1, f"one click claimed two items: {[t.task and t.task.item_id for t in got]}"
             seen[name].append(task.item_id)
-            turns[name] = got[-1]
+            turns[name] = next((t for t in got if t.task is not None), got[-1])  # a reload shows the claim
 
     run_threads(review, [(name,) for name in names])
     assert all(len(v) == len(set(v)) for v in seen.values())

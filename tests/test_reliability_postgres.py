@@ -83,6 +83,7 @@ def test_two_claims_at_once_by_one_reviewer_both_get_the_item(pg_url):
             while time.monotonic() < deadline:
                 waiting = probe.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                                              "AND pid <> pg_backend_pid()")).scalar()
+                probe.rollback()  # PostgreSQL keeps one snapshot of pg_stat_activity per transaction: take a new one
                 if waiting == 2:
                     break
                 time.sleep(0.02)
