@@ -134,17 +134,15 @@ def run_setting(name: str, args: list[str], test, threads: int, queue) -> None:
                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)})
 
 
-def _win(x: float) -> float:
-    return 1.0 if x > 0 else 0.5 if x == 0 else 0.0  # as reward.evaluate: a tie is a coin flip
-
-
 def per_prompt(test, scores, gold) -> dict[str, dict[str, list[float]]]:
     """Per metric, per test prompt: [hits, count] (the unit of the clustered standard errors)."""
+    from reward.evaluate import pair_win
+
     out = defaultdict(lambda: defaultdict(lambda: [0.0, 0]))
     for i, (r, s) in enumerate(zip(test, scores)):
         key = r.prompt_key
         for b, w, _d in r.pairs:
-            out["accuracy"][key][0] += _win(s[b] - s[w])
+            out["accuracy"][key][0] += pair_win(s[b] - s[w])
             out["accuracy"][key][1] += 1
         top = max(range(len(s)), key=lambda a: s[a])
         out["top1"][key][0] += r.ranks[top] == 1
@@ -154,7 +152,7 @@ def per_prompt(test, scores, gold) -> dict[str, dict[str, list[float]]]:
             for a in range(len(g)):
                 for b in range(a + 1, len(g)):
                     if g[a] != g[b] and r.answers[a].strip() != r.answers[b].strip():
-                        out["gold_agreement"][key][0] += _win((s[a] - s[b]) * (g[a] - g[b]))
+                        out["gold_agreement"][key][0] += pair_win((s[a] - s[b]) * (g[a] - g[b]))
                         out["gold_agreement"][key][1] += 1
             out["gold_top1"][key][0] += g[top] == max(g)
             out["gold_top1"][key][1] += 1

@@ -48,9 +48,13 @@ def _pairs(rankings: list[Ranking], scores: list[list[float]]):
             yield s[i] - s[j], d, r.reviewer, len(r.answers[i]), len(r.answers[j])
 
 
+def pair_win(diff: float) -> float:
+    """1 if the better answer scored higher, 0 if lower; a tie is a coin flip (a constant model scores 0.5, not 0)."""
+    return 1.0 if diff > 0 else 0.5 if diff == 0 else 0.0
+
+
 def _accuracy(diffs: list[float]) -> float:
-    # A tie is a coin flip: a constant model scores 0.5, not 0.
-    return sum(1.0 if x > 0 else 0.5 if x == 0 else 0.0 for x in diffs) / len(diffs)
+    return sum(pair_win(x) for x in diffs) / len(diffs)
 
 
 def _sigmoid(x: float) -> float:
