@@ -43,11 +43,23 @@ def split(data: str, test_pairs: int, max_train: int | None, seed: int, folder: 
     rankings, _ = read_rankings(data)
     train, test = split_by_prompt(rankings, test_pairs / len(rankings), seed)
     train = subsample(train, max_train, seed)
-    rows = [json.loads(line) for line in Path(data).read_text(encoding="utf-8").splitlines() if line.strip()]
-    keep = {int(r.where.rsplit(":", 1)[1]) for r in train}  # line numbers: the train file keeps the raw records
-    out = folder / "train.jsonl"
-    out.write_text("".join(json.dumps(row) + "\n" for i, row in enumerate(rows, 1) if i in keep))
+    out, _ = write_train_file(data, train, folder)
     return out, test
+
+
+def line_number(ranking) -> int:
+    return int(ranking.where.rsplit(":", 1)[1])
+
+
+def write_train_file(data: str, train: list, folder: Path) -> tuple[Path, dict[int, dict]]:
+    """folder/train.jsonl with the raw records of `train` (found by line number, so `python -m reward`
+    reads them as it would the original file), and every raw record of `data` by its line number."""
+    lines = Path(data).read_text(encoding="utf-8").splitlines()
+    rows = {i: json.loads(line) for i, line in enumerate(lines, 1) if line.strip()}
+    keep = {line_number(r) for r in train}
+    out = folder / "train.jsonl"
+    out.write_text("".join(json.dumps(row) + "\n" for i, row in rows.items() if i in keep))
+    return out, rows
 
 
 def run_setting(name: str, args: list[str], test, threads: int, queue) -> None:

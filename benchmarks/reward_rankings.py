@@ -98,18 +98,15 @@ def generate(opts) -> None:
 
 def split(data: str, test_fraction: float, max_train: int | None, seed: int, folder: Path):
     """Train file (the raw records, as `python -m reward` reads them), test rankings, their gold scores."""
+    from benchmarks.reward_hh import line_number, write_train_file
     from reward.data import split_by_prompt, subsample
     from reward.records import read_rankings
 
     rankings, _ = read_rankings(data)
     train, test = split_by_prompt(rankings, test_fraction, seed)
     train = subsample(train, max_train, seed)
-    rows = [json.loads(line) for line in Path(data).read_text(encoding="utf-8").splitlines() if line.strip()]
-    line = lambda r: int(r.where.rsplit(":", 1)[1])  # noqa: E731
-    keep = {line(r) for r in train}
-    out = folder / "train.jsonl"
-    out.write_text("".join(json.dumps(row) + "\n" for i, row in enumerate(rows, 1) if i in keep))
-    gold = [rows[line(r) - 1].get("gold") for r in test]
+    out, rows = write_train_file(data, train, folder)
+    gold = [rows[line_number(r)].get("gold") for r in test]
     return out, train, test, gold if all(g is not None for g in gold) else None
 
 
