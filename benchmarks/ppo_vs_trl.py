@@ -175,15 +175,14 @@ def run_eval(a, out: Path) -> dict:
         torch.manual_seed(0)
         scores, kls = [], []
         with torch.no_grad():
-            for i in range(0, len(prompts), 16):
-                batch = [p for p in prompts[i:i + 16] for _ in range(n)]  # each prompt n times, side by side
-                for j in range(0, len(batch), 16):
-                    part = batch[j:j + 16]
-                    s = sample(model, tokenizer, part, config)
-                    kl = (response_logprobs(model, s, config.temperature)
-                          - response_logprobs(start_model, s, config.temperature)) * s.mask
-                    kls.extend(kl.sum(1).tolist())
-                    scores.extend(scorer.score(part, s.answers(tokenizer), s.ended.tolist()))
+            repeated = [p for p in prompts for _ in range(n)]  # each prompt n times, side by side
+            for i in range(0, len(repeated), 16):
+                batch = repeated[i:i + 16]
+                s = sample(model, tokenizer, batch, config)
+                kl = (response_logprobs(model, s, config.temperature)
+                      - response_logprobs(start_model, s, config.temperature)) * s.mask
+                kls.extend(kl.sum(1).tolist())
+                scores.extend(scorer.score(batch, s.answers(tokenizer), s.ended.tolist()))
         by_prompt = torch.tensor(scores).view(len(prompts), n).mean(1)  # (P,)
         per_prompt[name] = by_prompt
         kl_t = torch.tensor(kls)
