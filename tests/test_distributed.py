@@ -144,7 +144,9 @@ def test_ppo_under_zero3_generates_from_gathered_weights(tiny_llama, tiny_reward
     assert result["empty_weights"]["inside"] == 0, "gathered whole for generation"
     assert result["answers"] and all(answer.strip() for answer in result["answers"]), result["answers"]
     scores = result["scores"]
-    assert sum(scores[-5:]) / 5 - sum(scores[:3]) / 3 > 0.3, scores
+    # 20 updates of 8 rollouts: a 5-update mean has a standard deviation of about 0.04, and learning
+    # raises it by about 0.35 (first 5 against last 5); 0.2 is well clear of both noise and chance
+    assert sum(scores[-5:]) / 5 - sum(scores[:5]) / 5 > 0.2, scores
 
 
 @needs_deepspeed
