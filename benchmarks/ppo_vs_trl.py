@@ -6,7 +6,8 @@ Methods: `ours` (the default config: LoRA policy, LoRA value model over the rewa
 `ours-shared` (LoRA, value head on the policy), `ours-every-layer` (`ours` with adapters on every
 layer, not only the top `lora_top_layers`), `ours-full` (full fine-tuning, as TRL's PPO does),
 `trl112-ppo`, `trl116-rloo`; `ours@3e-4` (any `ours` variant) overrides its learning rate, to compare
-methods at a similar KL. Every method starts from the same policy, trains against the same reward model on the same
+methods at a similar KL, and `ours+lora_top_layers=16+lora_r=32@2e-4` any of `python -m rlhf`'s
+settings. Every method starts from the same policy, trains against the same reward model on the same
 prompts with the same settings (8 episodes an update, 32 new tokens, temperature 0.7, 4 PPO
 epochs / RLOO iterations, kl_coef 0.05), each in its own process (so peak RSS is its own). Then
 one evaluator samples every final policy and the starting policy on the same held-out prompts
@@ -57,6 +58,9 @@ def run_ours(a, out: Path, variant: str) -> dict:
              "full": ["--use_peft", "false", "--learning_rate", "3e-6"]}[variant]
     if a.learning_rate:  # a method named ours...@LR
         extra = [*extra, "--learning_rate", a.learning_rate]
+    for override in a.overrides:  # a method named ours...+KEY=VALUE: any rlhf setting
+        key, _, value = override.partition("=")
+        extra = [*extra, f"--{key}", value]
     runs = out / "runs"
     start = time.perf_counter()
     final = main(["--config", str(REPO / "configs/rlhf.yaml"), "--run", "bench", "--runs_dir", str(runs),
@@ -201,9 +205,16 @@ WORKERS = {"ours": lambda a, o: run_ours(a, o, "lora"), "ours-shared": lambda a,
            "trl112-ppo": run_trl112, "trl116-rloo": run_rloo, "eval": run_eval}
 
 
+def parse_method(method: str) -> tuple[str, list[str], str]:
+    """`ours-shared+lora_top_layers=16@2e-4` -> ("ours-shared", ["lora_top_layers=16"], "2e-4")."""
+    method, _, learning_rate = method.partition("@")
+    name, *overrides = method.split("+")
+    return name, overrides, learning_rate
+
+
 def worker_main(a) -> None:
     out = Path(a.out)
-    name, _, a.learning_rate = a.worker.partition("@")  # ours@3e-4: our PPO at another learning rate
+    name, a.overrides, a.learning_rate = parse_method(a.worker)
     result = WORKERS[name](a, out)
     result["peak_rss_mib"] = peak_rss_mib()
     print("RESULT " + json.dumps(result), flush=True)
@@ -261,10 +272,11 @@ def main() -> None:
     Path(a.train_prompts).write_text("".join(json.dumps({"prompt": x}) + "\n" for x in train))
     Path(a.eval_prompts).write_text("".join(json.dumps({"prompt": x}) + "\n" for x in held_out))
     methods = a.methods.split(",")
-    unknown = [m for m in methods if m.partition("@")[0] not in WORKERS or ("@" in m and not m.startswith("ours"))]
+    unknown = [m for m in methods if parse_method(m)[0] not in WORKERS
+               or (m != parse_method(m)[0] and not m.startswith("ours"))]
     if unknown:
         p.error(f"unknown method(s) {unknown}: choose from {[w for w in WORKERS if w != 'eval']}, "
-                "ours variants may end in @LEARNING_RATE")
+                "ours variants take +SETTING=VALUE overrides and may end in @LEARNING_RATE")
     if "trl112-ppo" in methods:
         ensure_trl112(Path(a.trl112))
     results = {m: spawn(a, m, out / m) for m in methods}
@@ -277,22 +289,23 @@ def main() -> None:
     print(f"\n{episodes} episodes each ({a.updates} updates x {SETTINGS['per_update']}), "
           f"{SETTINGS['response_length']} new tokens, {SETTINGS['epochs']} PPO epochs; "
           f"{len(held_out)} held-out prompts x {a.eval_samples} answers; start score {evaluation.get('start', {}).get('score', float('nan')):+.3f}")
-    print(f"{'method':<17} {'episodes/s':>10} {'s/episode':>9} {'peak RSS MiB':>12} {'score gain':>10} {'(s.e.)':>7} "
+    w = max(17, *(len(m) + 1 for m in [*results, *earlier]))
+    print(f"{'method':<{w}} {'episodes/s':>10} {'s/episode':>9} {'peak RSS MiB':>12} {'score gain':>10} {'(s.e.)':>7} "
           f"{'KL':>7} {'(s.e.)':>7}")
     base = results.get("trl112-ppo", {})
     for m, r in results.items():
         if "error" in r:
-            print(f"{m:<17} failed: {r['error']}")
+            print(f"{m:<{w}} failed: {r['error']}")
             continue
         eps = episodes / r["train_seconds"]
         ev = evaluation.get(m, {})
         gain, nan = ev.get("gain", float("nan")), float("nan")
-        print(f"{m:<17} {eps:>10.3f} {1 / eps:>9.2f} {r['peak_rss_mib']:>12.0f} {gain:>+10.3f} "
+        print(f"{m:<{w}} {eps:>10.3f} {1 / eps:>9.2f} {r['peak_rss_mib']:>12.0f} {gain:>+10.3f} "
               f"{ev.get('gain_se', nan):>7.3f} {ev.get('kl', nan):>7.3f} {ev.get('kl_se', nan):>7.3f}")
         r.update(episodes_per_second=eps, score_gain=gain, kl=ev.get("kl"))
     for m in earlier:
         ev = evaluation.get(m, {})
-        print(f"{m:<17} {'(earlier)':>10} {'':>9} {'':>12} {ev.get('gain', float('nan')):>+10.3f} "
+        print(f"{m:<{w}} {'(earlier)':>10} {'':>9} {'':>12} {ev.get('gain', float('nan')):>+10.3f} "
               f"{ev.get('gain_se', float('nan')):>7.3f} {ev.get('kl', float('nan')):>7.3f} {ev.get('kl_se', float('nan')):>7.3f}")
     if "error" not in base and base:
         for m, r in results.items():
