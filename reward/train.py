@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from ranktune.config import lora_config, parse_config
+from ranktune.lora import top_layers_adapter
 from ranktune.errors import InputError, exit_on_input_error
 from ranktune.jsonl import write_json_atomic
 from ranktune.models import load_sequence_classifier
@@ -86,15 +87,20 @@ def main(args: list[str] | None = None) -> Path:
     eval_ds = None
     if test and training_args.eval_strategy != "no":
         eval_ds, _ = to_dataset([r for r in test if r.pairs], tokenizer, training_args.max_length)
+    peft_config = lora_config(model_args)
+    if peft_config is not None:
+        peft_config = top_layers_adapter(peft_config, model, training_args.lora_top_layers)
     trainer = RankingRewardTrainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
-                                   processing_class=tokenizer, peft_config=lora_config(model_args))
+                                   processing_class=tokenizer, peft_config=peft_config)
 
     start = time.time()
     result = trainer.train(resume_from_checkpoint=resume_from)
     metrics = {"base_model": spec, **info, "loss_type": training_args.loss_type,
                "group_by_ranking": training_args.group_by_ranking, "margin_scale": training_args.margin_scale,
                "max_length": training_args.max_length, "train_answers_cut_to_max_length": cut,
-               "use_peft": model_args.use_peft, "train_seconds": round(time.time() - start, 1),
+               "use_peft": model_args.use_peft,
+               "lora_top_layers": training_args.lora_top_layers if model_args.use_peft else None,
+               "train_seconds": round(time.time() - start, 1),
                "train_loss": result.training_loss, "global_step": trainer.state.global_step,
                "world_size": trainer.accelerator.num_processes}
 

@@ -33,6 +33,9 @@ class RankingRewardConfig(RewardConfig):
     margin_scale: float = field(
         default=0.0,
         metadata={"help": "Pairwise only: require r_better - r_worse > margin_scale * rank distance (0 = off)."})
+    lora_top_layers: int = field(
+        default=0, metadata={"help": "With LoRA (use_peft): adapters on the top N transformer layers only, so backward "
+                                     "passes stop there (0 = every layer)."})
     num_train_epochs: float = field(
         default=1.0, metadata={"help": "Passes over the data; one, as the reward models of InstructGPT and "
                                        "'N implementation details of RLHF' (more overfits)."})

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import re
 
 import torch
 from torch import nn
 
 from ranktune.errors import InputError
+from ranktune.lora import top_layers_adapter
 from ranktune.models import load_causal_lm, load_sequence_classifier
 from ranktune.sampling import position_ids_for
 from rlhf.layer_cache import hidden_entering, resume_at
@@ -154,42 +154,12 @@ def _same_vocabulary(a, b) -> bool:
     return len(a) == len(b) and a(probe)["input_ids"] == b(probe)["input_ids"]
 
 
-def _num_layers(model: nn.Module) -> int:
-    config = model.config
-    return getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer")
-
-
 def _adapter(peft_config, task_type: str, model: nn.Module, top_layers: int):
-    """A copy of `peft_config` for one role. With `top_layers`, only the last N transformer layers
-    get adapters (0: every layer): nothing below them trains, so the backward pass stops there (faster, and the
-    activations of the frozen layers need not be kept)."""
-    config = copy.deepcopy(peft_config)
-    config.task_type = task_type
+    """`peft_config` for one role, without dropout (PPO's ratios assume the same function at rollout and
+    update), on the top `top_layers` layers only (0: every layer)."""
+    config = top_layers_adapter(peft_config, model, top_layers, task_type)
     config.lora_dropout = 0.0
-    if top_layers < 0:
-        raise InputError(f"must be 0 (every layer) or a number of layers, got {top_layers}", field="lora_top_layers")
-    n = _num_layers(model)
-    if 0 < top_layers < n:
-        # peft's layers_to_transform is not applied to "all-linear", so name the modules outright
-        config.target_modules = _linear_modules(model, config.target_modules, range(n - top_layers, n))
     return config
-
-
-def _linear_modules(model: nn.Module, targets, layers: range) -> list[str]:
-    """Full names of the linear modules in `layers` that `targets` ("all-linear" or names) selects."""
-    from transformers.pytorch_utils import Conv1D  # GPT-2's linear layers
-
-    wanted = None if targets == "all-linear" else {targets} if isinstance(targets, str) else set(targets)
-    names = []
-    for name, module in model.named_modules():
-        index = re.search(r"\.(\d+)\.", name)
-        if (isinstance(module, (nn.Linear, Conv1D)) and index and int(index.group(1)) in layers
-                and (wanted is None or name.rsplit(".", 1)[-1] in wanted)):
-            names.append(name)
-    if not names:
-        raise InputError(f"no linear module of the top {len(layers)} layers matches {targets}",
-                         field="lora_target_modules")
-    return names
 
 
 def build_models(policy_spec: str, reward_spec: str, peft_config, value_model: str = "reward",

@@ -252,6 +252,22 @@ def test_listwise_with_lora_on_gpt2_publishes_a_plain_model(tiny_gpt2, tmp_path)
     assert len(scorer.score(["q"], ["a"])) == 1
 
 
+def test_lora_on_the_top_layer_trains_nothing_below_it_and_still_learns(tiny_llama, tmp_path):
+    from safetensors.torch import load_file
+
+    data = write_jsonl(tmp_path / "rankings.jsonl", keyword_task(96))
+    final = run_reward(tiny_llama, data, tmp_path / "runs", "--use_peft", "true", "--lora_r", "8",
+                       "--lora_alpha", "16", "--lora_target_modules", "all-linear", "--lora_top_layers", "1",
+                       "--learning_rate", "3e-3", "--normalization_samples", "16")
+    metrics = json.loads((final / "metrics.json").read_text())
+    assert metrics["lora_top_layers"] == 1
+    assert metrics["test"]["accuracy"] >= 0.8, metrics["test"]  # chance is 0.5
+    published, base = load_file(final / "model.safetensors"), load_file(tiny_llama / "model.safetensors")
+    changed = {name for name, tensor in base.items()
+               if name in published and not torch.equal(published[name], tensor)}
+    assert changed and all(name.startswith("model.layers.1.") for name in changed), changed  # of layers 0 and 1
+
+
 def test_resume_after_a_crash_reaches_the_same_step_count(tiny_llama, tmp_path, monkeypatch):
     data = write_jsonl(tmp_path / "rankings.jsonl", keyword_task(24))
     args = ("--num_train_epochs", "2", "--per_device_train_batch_size", "4", "--save_steps", "2",
