@@ -35,6 +35,18 @@ SETTINGS = {
 }
 
 
+def setting_args(name: str) -> list[str]:
+    """`lora+lora_top_layers=8+max_length=256@5e-4`: a base setting, any `python -m reward` overrides, and
+    a learning rate."""
+    base, _, learning_rate = name.partition("@")
+    base, *overrides = base.split("+")
+    args = list(SETTINGS[base])
+    for override in overrides:
+        key, _, value = override.partition("=")
+        args += [f"--{key}", value]
+    return args + (["--learning_rate", learning_rate] if learning_rate else [])
+
+
 def split(data: str, test_pairs: int, max_train: int | None, seed: int, folder: Path) -> tuple[Path, list]:
     """Train file (plain JSONL, as `python -m reward` reads it) and the test rankings."""
     from reward.data import split_by_prompt, subsample
@@ -67,7 +79,7 @@ def run_setting(name: str, args: list[str], test, threads: int, queue) -> None:
     import torch
 
     from ranktune.scoring import RewardScorer
-    from reward.evaluate import pair_metrics, score_rankings
+    from reward.evaluate import pair_metrics, pair_win, score_rankings
     from reward.train import main
 
     torch.set_num_threads(threads)
@@ -77,6 +89,12 @@ def run_setting(name: str, args: list[str], test, threads: int, queue) -> None:
     scorer = RewardScorer.load(final)
     scores = score_rankings(scorer, test, batch_size=16, desc="test")
     test_metrics = pair_metrics(test, scores)
+    cells = {}  # per test prompt: [pairs won, pairs], for standard errors clustered by prompt
+    for r, s in zip(test, scores):
+        hits = cells.setdefault(r.prompt_key, [0.0, 0])
+        for better, worse, _ in r.pairs:
+            hits[0] += pair_win(s[better] - s[worse])
+            hits[1] += 1
     queue.put({"setting": name, "accuracy": test_metrics["accuracy"], "test_pairs": test_metrics["pairs"],
                "length_baseline": test_metrics["length_baseline_accuracy"], "loss": test_metrics["loss"],
                "ece": test_metrics["expected_calibration_error"],
@@ -84,14 +102,16 @@ def run_setting(name: str, args: list[str], test, threads: int, queue) -> None:
                "steps": metrics["global_step"], "train_loss": metrics["train_loss"],
                "cut": metrics["train_answers_cut_to_max_length"], "threads": threads,
                "total_seconds": round(time.time() - start, 1),
-               "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)})
+               "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "cells": cells})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="HH-RLHF JSONL (prompt, chosen, rejected)")
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--settings", default="full,lora", help=f"comma-separated, from {', '.join(SETTINGS)}")
+    parser.add_argument("--settings", default="full,lora",
+                        help=f"comma-separated, from {', '.join(SETTINGS)}; each may add +SETTING=VALUE overrides "
+                             "of python -m reward and end in @LEARNING_RATE (lora+lora_top_layers=8@5e-4)")
     parser.add_argument("--max_train_rankings", type=int, default=None, help="train on a seeded sample")
     parser.add_argument("--test_pairs", type=int, default=150, help="about this many pairs held out, by prompt")
     parser.add_argument("--max_length", type=int, default=320)
@@ -104,11 +124,13 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="keep runs and results.json here (default: a temp folder)")
     opts, extra = parser.parse_known_args()  # anything else goes to python -m reward as is
     names = [s for s in opts.settings.split(",") if s]
-    unknown = [s for s in names if s not in SETTINGS]
+    unknown = [s for s in names if s.partition("@")[0].split("+")[0] not in SETTINGS]
     if unknown:
         parser.error(f"unknown setting(s) {unknown}; known: {list(SETTINGS)}")
 
     import torch
+
+    from reward.evaluate import clustered_ratio
 
     root = Path(opts.out) if opts.out else Path(tempfile.mkdtemp(prefix="reward-hh-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -126,9 +148,9 @@ def main() -> None:
 
     ctx = multiprocessing.get_context("spawn")
     results = []
-    for name in names:
+    for i, name in enumerate(names):
         queue = ctx.Queue()
-        args = common + ["--run", name] + SETTINGS[name]
+        args = common + ["--run", f"setting-{i}"] + setting_args(name)
         proc = ctx.Process(target=run_setting, args=(name, args, test, threads, queue))
         proc.start()
         proc.join()
@@ -136,16 +158,25 @@ def main() -> None:
             print(f"setting {name}: failed (exit code {proc.exitcode})", flush=True)
             continue
         results.append(queue.get())
-        print(json.dumps(results[-1]), flush=True)
+        print(json.dumps({k: v for k, v in results[-1].items() if k != "cells"}), flush=True)
 
+    for r in results:
+        r["accuracy_se"] = clustered_ratio(r["cells"])[1]
+        if r is not results[0]:  # paired with the first setting on the same test pairs
+            r["minus_first"] = clustered_ratio(r["cells"], results[0]["cells"])
     (root / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nHH-RLHF harmless, {opts.model}, max_length {opts.max_length}, {opts.epochs:g} epoch(s), "
           f"batch {opts.batch_size} x {opts.grad_accum} pairs; results in {root / 'results.json'}")
-    print(f"{'setting':<8} {'train pairs':>11} {'steps':>5} {'test acc':>8} {'longer wins':>11} {'test loss':>9} "
-          f"{'train s':>8} {'peak RSS MiB':>12}")
+    w = max(9, *(len(r["setting"]) + 1 for r in results)) if results else 9
+    print(f"{'setting':<{w}} {'train pairs':>11} {'steps':>5} {'test acc':>8} {'(s.e.)':>6} {'- first':>7} "
+          f"{'(s.e.)':>6} {'longer wins':>11} {'test loss':>9} {'train s':>8} {'peak RSS MiB':>12}")
     for r in results:
-        print(f"{r['setting']:<8} {r['train_pairs']:>11} {r['steps']:>5} {r['accuracy']:>8.3f} "
-              f"{r['length_baseline']:>11.3f} {r['loss']:>9.3f} {r['train_seconds']:>8.0f} {r['peak_rss_mib']:>12}")
+        diff, diff_se = r.get("minus_first", (None, None))
+        paired = f"{diff:>+7.3f} {diff_se:>6.3f}" if diff is not None else " " * 14
+        print(f"{r['setting']:<{w}} {r['train_pairs']:>11} {r['steps']:>5} {r['accuracy']:>8.3f} "
+              f"{r['accuracy_se']:>6.3f} {paired} {r['length_baseline']:>11.3f} {r['loss']:>9.3f} "
+              f"{r['train_seconds']:>8.0f} {r['peak_rss_mib']:>12}")
+    print("s.e.: clustered by test prompt; '- first': paired difference from the first setting on the same pairs")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import multiprocessing
 import resource
 import sys
@@ -156,24 +155,10 @@ def per_prompt(test, scores, gold) -> dict[str, dict[str, list[float]]]:
     return out
 
 
-def ratio(cells: dict[str, list[float]], minus: dict[str, list[float]] | None = None) -> tuple[float, float]:
-    """sum(hits) / sum(count) over prompts, with its cluster (prompt) standard error; `minus`: a
-    paired difference against another scorer on the same prompts and pairs."""
-    keys = sorted(cells)
-    y = [cells[k][0] - (minus[k][0] if minus else 0.0) for k in keys]
-    n = [cells[k][1] for k in keys]
-    total, m = sum(n), len(keys)
-    if not total:
-        return float("nan"), float("nan")
-    est = sum(y) / total
-    se = math.sqrt(m / max(1, m - 1) * sum((yi - est * ni) ** 2 for yi, ni in zip(y, n))) / total
-    return est, se
-
-
 def evaluate(test, scores, gold) -> dict:
     import torch
 
-    from reward.evaluate import pair_metrics
+    from reward.evaluate import clustered_ratio, pair_metrics
     from reward.losses import plackett_luce_nll
 
     m = pair_metrics(test, scores)
@@ -184,7 +169,7 @@ def evaluate(test, scores, gold) -> dict:
                                 for r, s in zip(test, scores)) / len(test)}
     for name in ("accuracy", "top1", "gold_agreement", "gold_top1"):
         if name in cells:
-            out[name], out[name + "_se"] = ratio(cells[name])
+            out[name], out[name + "_se"] = clustered_ratio(cells[name])
     return out, cells
 
 
@@ -229,6 +214,8 @@ def main() -> None:
 
     import torch
 
+    from reward.evaluate import clustered_ratio
+
     root = Path(opts.out) if opts.out else Path(tempfile.mkdtemp(prefix="reward-rankings-"))
     root.mkdir(parents=True, exist_ok=True)
     train_file, train, test, gold = split(opts.data, opts.test_fraction, opts.max_train_rankings, opts.seed, root)
@@ -271,10 +258,10 @@ def main() -> None:
     baseline, cells["longer"] = evaluate(test, longer, gold)
     if gold:
         reviewers = [[-float(x) for x in r.ranks] for r in test]  # the reviewers' own order against gold
-        baseline["reviewers_gold_agreement"] = ratio(per_prompt(test, reviewers, gold)["gold_agreement"])
+        baseline["reviewers_gold_agreement"] = clustered_ratio(per_prompt(test, reviewers, gold)["gold_agreement"])
     paired = {}
     if {"pairwise", "listwise"} <= cells.keys():
-        paired = {m: ratio(cells["listwise"][m], cells["pairwise"][m]) for m in cells["listwise"]}
+        paired = {m: clustered_ratio(cells["listwise"][m], cells["pairwise"][m]) for m in cells["listwise"]}
     (root / "results.json").write_text(json.dumps(
         {"data": opts.data, "model": opts.model, "settings": results, "longer_answer_wins": baseline,
          "listwise_minus_pairwise": paired, "test_rankings": len(test)}, indent=2) + "\n")

@@ -53,6 +53,20 @@ def pair_win(diff: float) -> float:
     return 1.0 if diff > 0 else 0.5 if diff == 0 else 0.0
 
 
+def clustered_ratio(cells: dict[str, list[float]], minus: dict[str, list[float]] | None = None) -> tuple[float, float]:
+    """sum(hits) / sum(count) over clusters (prompts), with its cluster standard error; `minus`: a
+    paired difference against another scorer on the same prompts and pairs. `cells`: {prompt: [hits, count]}."""
+    keys = sorted(cells)
+    y = [cells[k][0] - (minus[k][0] if minus else 0.0) for k in keys]
+    n = [cells[k][1] for k in keys]
+    total, m = sum(n), len(keys)
+    if not total:
+        return float("nan"), float("nan")
+    est = sum(y) / total
+    se = math.sqrt(m / max(1, m - 1) * sum((yi - est * ni) ** 2 for yi, ni in zip(y, n))) / total
+    return est, se
+
+
 def _accuracy(diffs: list[float]) -> float:
     return sum(pair_win(x) for x in diffs) / len(diffs)
 
