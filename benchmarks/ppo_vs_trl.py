@@ -7,7 +7,7 @@ Methods: `ours` (the default config: LoRA policy, LoRA value model over the rewa
 layer, not only the top `lora_top_layers`), `ours-full` (full fine-tuning, as TRL's PPO does),
 `trl112-ppo`, `trl116-rloo`; `ours@3e-4` (any `ours` variant) overrides its learning rate, to compare
 methods at a similar KL, and `ours+lora_top_layers=16+lora_r=32@2e-4` any of `python -m rlhf`'s
-settings. Every method starts from the same policy, trains against the same reward model on the same
+settings (`trl112-ppo+seed=1` any of TRL 1.12's PPOConfig's: training seeds show run-to-run spread). Every method starts from the same policy, trains against the same reward model on the same
 prompts with the same settings (8 episodes an update, 32 new tokens, temperature 0.7, 4 PPO
 epochs / RLOO iterations, kl_coef 0.05), each in its own process (so peak RSS is its own). Then
 one evaluator samples every final policy and the starting policy on the same held-out prompts
@@ -109,6 +109,9 @@ def run_trl112(a, out: Path) -> dict:
                        learning_rate=3e-6, missing_eos_penalty=1.0, stop_token="eos", num_sample_generations=0,
                        local_rollout_forward_batch_size=SETTINGS["per_update"], report_to=[], save_strategy="no",
                        use_cpu=True, bf16=False, seed=42, disable_tqdm=True)
+    for override in a.overrides:  # trl112-ppo+seed=1: any of TRL 1.12's PPOConfig settings
+        key, _, value = override.partition("=")
+        setattr(config, key, type(getattr(config, key))(value))
     trainer = PPOTrainer(args=config, processing_class=tokenizer, model=policy, ref_model=ref,
                          reward_model=reward_copy(), value_model=reward_copy(), train_dataset=dataset)
     start = time.perf_counter()
@@ -272,8 +275,8 @@ def main() -> None:
     Path(a.train_prompts).write_text("".join(json.dumps({"prompt": x}) + "\n" for x in train))
     Path(a.eval_prompts).write_text("".join(json.dumps({"prompt": x}) + "\n" for x in held_out))
     methods = a.methods.split(",")
-    unknown = [m for m in methods if parse_method(m)[0] not in WORKERS
-               or (m != parse_method(m)[0] and not m.startswith("ours"))]
+    unknown = [m for m in methods if parse_method(m)[0] not in WORKERS or ("@" in m and not m.startswith("ours"))
+               or ("+" in m and not m.startswith(("ours", "trl112-ppo")))]
     if unknown:
         p.error(f"unknown method(s) {unknown}: choose from {[w for w in WORKERS if w != 'eval']}, "
                 "ours variants take +SETTING=VALUE overrides and may end in @LEARNING_RATE")
