@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from queue import Empty
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -72,6 +73,23 @@ def write_train_file(data: str, train: list, folder: Path) -> tuple[Path, dict[i
     out = folder / "train.jsonl"
     out.write_text("".join(json.dumps(row) + "\n" for i, row in rows.items() if i in keep))
     return out, rows
+
+
+def run_in_child(ctx, target, args: tuple) -> tuple[dict | None, int]:
+    """Run target(*args, queue) in a fresh process (so its peak memory is its own): (what it put, exit code).
+    The queue is read before join: a child blocks on exit until its queue is drained, so a result larger
+    than a pipe's buffer would otherwise hang both."""
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    result = None
+    while result is None and (proc.is_alive() or not queue.empty()):
+        try:
+            result = queue.get(timeout=5)
+        except Empty:
+            pass
+    proc.join()
+    return result, proc.exitcode
 
 
 def run_setting(name: str, args: list[str], test, threads: int, queue) -> None:
@@ -149,15 +167,12 @@ def main() -> None:
     ctx = multiprocessing.get_context("spawn")
     results = []
     for i, name in enumerate(names):
-        queue = ctx.Queue()
         args = common + ["--run", f"setting-{i}"] + setting_args(name)
-        proc = ctx.Process(target=run_setting, args=(name, args, test, threads, queue))
-        proc.start()
-        proc.join()
-        if proc.exitcode != 0:
-            print(f"setting {name}: failed (exit code {proc.exitcode})", flush=True)
+        result, exitcode = run_in_child(ctx, run_setting, (name, args, test, threads))
+        if exitcode != 0 or result is None:
+            print(f"setting {name}: failed (exit code {exitcode})", flush=True)
             continue
-        results.append(queue.get())
+        results.append(result)
         print(json.dumps({k: v for k, v in results[-1].items() if k != "cells"}), flush=True)
 
     for r in results:

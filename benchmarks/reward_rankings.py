@@ -34,7 +34,6 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
-from queue import Empty
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -214,6 +213,7 @@ def main() -> None:
 
     import torch
 
+    from benchmarks.reward_hh import run_in_child
     from reward.evaluate import clustered_ratio
 
     root = Path(opts.out) if opts.out else Path(tempfile.mkdtemp(prefix="reward-rankings-"))
@@ -236,19 +236,10 @@ def main() -> None:
     ctx = multiprocessing.get_context("spawn")
     results, cells = [], {}
     for name in names:
-        queue = ctx.Queue()
-        proc = ctx.Process(target=run_setting, args=(name, common + ["--run", name] + SETTINGS[name],
-                                                     test, threads, queue))
-        proc.start()
-        res = None  # read before join: a child blocks on exit until its queue is drained
-        while res is None and (proc.is_alive() or not queue.empty()):
-            try:
-                res = queue.get(timeout=5)
-            except Empty:
-                pass
-        proc.join()
-        if proc.exitcode != 0 or res is None:
-            print(f"setting {name}: failed (exit code {proc.exitcode})", flush=True)
+        res, exitcode = run_in_child(ctx, run_setting, (name, common + ["--run", name] + SETTINGS[name],
+                                                        test, threads))
+        if exitcode != 0 or res is None:
+            print(f"setting {name}: failed (exit code {exitcode})", flush=True)
             continue
         metrics, cells[name] = evaluate(test, res["scores"], gold)
         res.update(metrics)

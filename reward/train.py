@@ -60,6 +60,7 @@ def load_data(script_args, training_args) -> tuple[list, list, dict]:
 @exit_on_input_error
 def main(args: list[str] | None = None) -> Path:
     from trl import ModelConfig
+    from transformers import set_seed
     from trl.trainer.reward_trainer import suppress_seqcls_warning
 
     script_args, training_args, model_args = parse_config(
@@ -80,6 +81,7 @@ def main(args: list[str] | None = None) -> Path:
     if model_args.use_peft:
         model_args.lora_task_type = "SEQ_CLS"  # peft then trains the new score head in full
 
+    set_seed(training_args.seed)  # the new score head's (and LoRA's) initialisation: a rerun is the same run
     with suppress_seqcls_warning():  # "score.weight newly initialised" is the point here
         model, tokenizer = load_sequence_classifier(spec)
     rows = train if training_args.group_by_ranking else ungroup(train)

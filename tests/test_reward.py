@@ -268,6 +268,18 @@ def test_lora_on_the_top_layer_trains_nothing_below_it_and_still_learns(tiny_lla
     assert changed and all(name.startswith("model.layers.1.") for name in changed), changed  # of layers 0 and 1
 
 
+def test_a_rerun_with_the_same_seed_is_the_same_run(tiny_llama, tmp_path):
+    """The new score head is initialised randomly: seeded, two runs publish the same weights."""
+    from safetensors.torch import load_file
+
+    data = write_jsonl(tmp_path / "rankings.jsonl", keyword_task(16))
+    runs = [run_reward(tiny_llama, data, tmp_path / name, "--num_train_epochs", "1", "--normalization_samples", "8")
+            for name in ("a", "b")]
+    first, second = (load_file(final / "model.safetensors") for final in runs)
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[name], second[name]) for name in first)
+
+
 def test_resume_after_a_crash_reaches_the_same_step_count(tiny_llama, tmp_path, monkeypatch):
     data = write_jsonl(tmp_path / "rankings.jsonl", keyword_task(24))
     args = ("--num_train_epochs", "2", "--per_device_train_batch_size", "4", "--save_steps", "2",
