@@ -125,7 +125,7 @@ def run_trl112(a, out: Path) -> dict:
 
 def run_rloo(a, out: Path) -> dict:
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+    from transformers import AutoModelForCausalLM
     from trl import RLOOConfig, RLOOTrainer
 
     from ranktune.models import load_tokenizer
