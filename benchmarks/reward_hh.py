@@ -97,7 +97,7 @@ def run_setting(name: str, args: list[str], test, threads: int, queue) -> None:
     import torch
 
     from ranktune.scoring import RewardScorer
-    from reward.evaluate import pair_metrics, pair_win, score_rankings
+    from reward.evaluate import accuracy_cells, pair_metrics, score_rankings
     from reward.train import main
 
     torch.set_num_threads(threads)
@@ -107,12 +107,6 @@ def run_setting(name: str, args: list[str], test, threads: int, queue) -> None:
     scorer = RewardScorer.load(final)
     scores = score_rankings(scorer, test, batch_size=16, desc="test")
     test_metrics = pair_metrics(test, scores)
-    cells = {}  # per test prompt: [pairs won, pairs], for standard errors clustered by prompt
-    for r, s in zip(test, scores):
-        hits = cells.setdefault(r.prompt_key, [0.0, 0])
-        for better, worse, _ in r.pairs:
-            hits[0] += pair_win(s[better] - s[worse])
-            hits[1] += 1
     queue.put({"setting": name, "accuracy": test_metrics["accuracy"], "test_pairs": test_metrics["pairs"],
                "length_baseline": test_metrics["length_baseline_accuracy"], "loss": test_metrics["loss"],
                "ece": test_metrics["expected_calibration_error"],
@@ -120,7 +114,7 @@ def run_setting(name: str, args: list[str], test, threads: int, queue) -> None:
                "steps": metrics["global_step"], "train_loss": metrics["train_loss"],
                "cut": metrics["train_answers_cut_to_max_length"], "threads": threads,
                "total_seconds": round(time.time() - start, 1),
-               "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "cells": cells})
+               "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "cells": accuracy_cells(test, scores)})
 
 
 def main() -> None:

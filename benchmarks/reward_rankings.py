@@ -131,14 +131,12 @@ def run_setting(name: str, args: list[str], test, threads: int, queue) -> None:
 
 def per_prompt(test, scores, gold) -> dict[str, dict[str, list[float]]]:
     """Per metric, per test prompt: [hits, count] (the unit of the clustered standard errors)."""
-    from reward.evaluate import pair_win
+    from reward.evaluate import accuracy_cells, pair_win
 
     out = defaultdict(lambda: defaultdict(lambda: [0.0, 0]))
+    out["accuracy"] = accuracy_cells(test, scores)
     for i, (r, s) in enumerate(zip(test, scores)):
         key = r.prompt_key
-        for b, w, _d in r.pairs:
-            out["accuracy"][key][0] += pair_win(s[b] - s[w])
-            out["accuracy"][key][1] += 1
         top = max(range(len(s)), key=lambda a: s[a])
         out["top1"][key][0] += r.ranks[top] == 1
         out["top1"][key][1] += 1

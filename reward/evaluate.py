@@ -53,6 +53,16 @@ def pair_win(diff: float) -> float:
     return 1.0 if diff > 0 else 0.5 if diff == 0 else 0.0
 
 
+def accuracy_cells(rankings: list[Ranking], scores: list[list[float]]) -> dict[str, list[float]]:
+    """Per prompt: [pairs won, pairs], the clusters `clustered_ratio` takes."""
+    cells = defaultdict(lambda: [0.0, 0])
+    for r, s in zip(rankings, scores):
+        for better, worse, _ in r.pairs:
+            cells[r.prompt_key][0] += pair_win(s[better] - s[worse])
+            cells[r.prompt_key][1] += 1
+    return dict(cells)
+
+
 def clustered_ratio(cells: dict[str, list[float]], minus: dict[str, list[float]] | None = None) -> tuple[float, float]:
     """sum(hits) / sum(count) over clusters (prompts), with its cluster standard error; `minus`: a
     paired difference against another scorer on the same prompts and pairs. `cells`: {prompt: [hits, count]}."""

@@ -15,7 +15,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from ranktune.scoring import NORMALIZATION_FILE, RewardScorer
 from reward.collator import RankingCollator
 from reward.data import split_by_prompt, subsample, to_dataset, ungroup
-from reward.evaluate import calibration_table, pair_metrics
+from reward.evaluate import accuracy_cells, calibration_table, clustered_ratio, pair_metrics
 from reward.losses import listwise_loss, pairwise_loss, plackett_luce_nll
 from reward.records import Ranking, ranking_pairs
 from reward.train import main as reward_main
@@ -144,6 +144,19 @@ def test_calibration_counts_each_pair_both_ways():
                            [[1.0, 2.0]], bins=4)
     assert metrics["accuracy"] == 0.0 and metrics["length_baseline_accuracy"] == 1.0
     assert metrics["accuracy_by_reviewer"] == {"ann": {"pairs": 1, "accuracy": 0.0}}
+
+
+def test_accuracy_cells_count_each_prompts_pairs_and_give_the_pair_accuracy():
+    rankings = [Ranking("p1", ["a", "b", "c"], [(0, 1, 1.0), (0, 2, 2.0), (1, 2, 1.0)], [1, 2, 3]),
+                Ranking("p2", ["x", "y"], [(0, 1, 1.0)], [1, 2]),
+                Ranking("p1", ["d", "e"], [(1, 0, 1.0)], [2, 1]),
+                Ranking("p3", ["s", "t"], [], [1, 1])]  # a tie: no pair, so no cluster
+    scores = [[3.0, 1.0, 1.0], [0.0, 0.0], [2.0, 1.0]]
+    cells = accuracy_cells(rankings, scores + [[0.0, 0.0]])
+    assert cells == {"p1": [2.5, 4], "p2": [0.5, 1]}  # a tied score is half a win
+    accuracy, se = clustered_ratio(cells)
+    assert accuracy == pytest.approx(pair_metrics(rankings, scores + [[0.0, 0.0]])["accuracy"]) == 0.6
+    assert se > 0
 
 
 # ---------------------------------------------------------------- python -m reward, end to end
