@@ -34,6 +34,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.variants import cli_args, parse_variant  # noqa: E402
+
 SETTINGS = {"per_update": 8, "response_length": 32, "epochs": 4, "temperature": 0.7, "kl_coef": 0.05}
 
 
@@ -56,11 +58,8 @@ def run_ours(a, out: Path, variant: str) -> dict:
     extra = {"lora": [], "lora-shared": ["--value_model", "shared"],
              "lora-every-layer": ["--lora_top_layers", "0"],
              "full": ["--use_peft", "false", "--learning_rate", "3e-6"]}[variant]
-    if a.learning_rate:  # a method named ours...@LR
-        extra = [*extra, "--learning_rate", a.learning_rate]
-    for override in a.overrides:  # a method named ours...+KEY=VALUE: any rlhf setting
-        key, _, value = override.partition("=")
-        extra = [*extra, f"--{key}", value]
+    # a method named ours...+KEY=VALUE@LR: any rlhf setting, then the learning rate
+    extra = [*extra, *cli_args(a.overrides, a.learning_rate)]
     runs = out / "runs"
     start = time.perf_counter()
     final = main(["--config", str(REPO / "configs/rlhf.yaml"), "--run", "bench", "--runs_dir", str(runs),
@@ -109,8 +108,7 @@ def run_trl112(a, out: Path) -> dict:
                        learning_rate=3e-6, missing_eos_penalty=1.0, stop_token="eos", num_sample_generations=0,
                        local_rollout_forward_batch_size=SETTINGS["per_update"], report_to=[], save_strategy="no",
                        use_cpu=True, bf16=False, seed=42, disable_tqdm=True)
-    for override in a.overrides:  # trl112-ppo+seed=1: any of TRL 1.12's PPOConfig settings
-        key, _, value = override.partition("=")
+    for key, value in a.overrides:  # trl112-ppo+seed=1: any of TRL 1.12's PPOConfig settings
         setattr(config, key, type(getattr(config, key))(value))
     trainer = PPOTrainer(args=config, processing_class=tokenizer, model=policy, ref_model=ref,
                          reward_model=reward_copy(), value_model=reward_copy(), train_dataset=dataset)
@@ -208,16 +206,9 @@ WORKERS = {"ours": lambda a, o: run_ours(a, o, "lora"), "ours-shared": lambda a,
            "trl112-ppo": run_trl112, "trl116-rloo": run_rloo, "eval": run_eval}
 
 
-def parse_method(method: str) -> tuple[str, list[str], str]:
-    """`ours-shared+lora_top_layers=16@2e-4` -> ("ours-shared", ["lora_top_layers=16"], "2e-4")."""
-    method, _, learning_rate = method.partition("@")
-    name, *overrides = method.split("+")
-    return name, overrides, learning_rate
-
-
 def worker_main(a) -> None:
     out = Path(a.out)
-    name, a.overrides, a.learning_rate = parse_method(a.worker)
+    name, a.overrides, a.learning_rate = parse_variant(a.worker)
     result = WORKERS[name](a, out)
     result["peak_rss_mib"] = peak_rss_mib()
     print("RESULT " + json.dumps(result), flush=True)
@@ -275,7 +266,7 @@ def main() -> None:
     Path(a.train_prompts).write_text("".join(json.dumps({"prompt": x}) + "\n" for x in train))
     Path(a.eval_prompts).write_text("".join(json.dumps({"prompt": x}) + "\n" for x in held_out))
     methods = a.methods.split(",")
-    unknown = [m for m in methods if parse_method(m)[0] not in WORKERS or ("@" in m and not m.startswith("ours"))
+    unknown = [m for m in methods if parse_variant(m)[0] not in WORKERS or ("@" in m and not m.startswith("ours"))
                or ("+" in m and not m.startswith(("ours", "trl112-ppo")))]
     if unknown:
         p.error(f"unknown method(s) {unknown}: choose from {[w for w in WORKERS if w != 'eval']}, "

@@ -28,6 +28,8 @@ from queue import Empty
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.variants import cli_args, parse_variant  # noqa: E402
+
 SETTINGS = {
     # name: command-line overrides on top of configs/reward.yaml
     "full": ["--learning_rate", "2e-5"],
@@ -39,13 +41,8 @@ SETTINGS = {
 def setting_args(name: str) -> list[str]:
     """`lora+lora_top_layers=8+max_length=256@5e-4`: a base setting, any `python -m reward` overrides, and
     a learning rate."""
-    base, _, learning_rate = name.partition("@")
-    base, *overrides = base.split("+")
-    args = list(SETTINGS[base])
-    for override in overrides:
-        key, _, value = override.partition("=")
-        args += [f"--{key}", value]
-    return args + (["--learning_rate", learning_rate] if learning_rate else [])
+    base, overrides, learning_rate = parse_variant(name)
+    return SETTINGS[base] + cli_args(overrides, learning_rate)
 
 
 def split(data: str, test_pairs: int, max_train: int | None, seed: int, folder: Path) -> tuple[Path, list]:
@@ -136,7 +133,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="keep runs and results.json here (default: a temp folder)")
     opts, extra = parser.parse_known_args()  # anything else goes to python -m reward as is
     names = [s for s in opts.settings.split(",") if s]
-    unknown = [s for s in names if s.partition("@")[0].split("+")[0] not in SETTINGS]
+    unknown = [s for s in names if parse_variant(s)[0] not in SETTINGS]
     if unknown:
         parser.error(f"unknown setting(s) {unknown}; known: {list(SETTINGS)}")
 
