@@ -20,7 +20,7 @@ class RankingCollator(DataCollatorMixin):
 
     Returns input_ids/attention_mask (N, L); `group` (N,) the ranking of each answer; `ranks` (N,)
     (0 where unknown); `better`/`worse` (P,) answer indices into the N rows and `distance` (P,)
-    the rank distance of each pair.
+    the rank distance of each pair; `weight` (B,) each ranking's share in the loss, indexed by `group`.
     """
 
     pad_token_id: int
@@ -28,7 +28,7 @@ class RankingCollator(DataCollatorMixin):
     return_tensors: str = "pt"
 
     def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        ids, group, ranks, better, worse, distance = [], [], [], [], [], []
+        ids, group, ranks, better, worse, distance, weight = [], [], [], [], [], [], []
         offset = 0
         for g, ex in enumerate(examples):
             k = len(ex["answer_ids"])
@@ -38,6 +38,7 @@ class RankingCollator(DataCollatorMixin):
             better.extend(offset + i for i in ex["better"])
             worse.extend(offset + j for j in ex["worse"])
             distance.extend(ex["distance"])
+            weight.append(ex.get("weight", 1.0))  # rows made before weights existed count once
             offset += k
         return {
             "input_ids": pad(ids, padding_value=self.pad_token_id, padding_side="right",
@@ -49,4 +50,5 @@ class RankingCollator(DataCollatorMixin):
             "better": torch.tensor(better, dtype=torch.long),
             "worse": torch.tensor(worse, dtype=torch.long),
             "distance": torch.tensor(distance, dtype=torch.float),
+            "weight": torch.tensor(weight, dtype=torch.float),
         }

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ranktune.errors import InputError
+
+LABEL_WEIGHTINGS = ("all", "reliability", "consensus")
+
 
 @dataclass
 class RewardScriptArguments:
@@ -33,4 +37,14 @@ class RewardScriptArguments:
     normalization_samples: int = field(
         default=512, metadata={"help": "Score at most this many answers (seeded sample) to fit the normalisation."})
     calibration_bins: int = field(default=10, metadata={"help": "Bins of the calibration table and plot."})
+    label_weighting: str = field(
+        default="all",
+        metadata={"help": "all: every ranking counts once (any 'weight' field ignored); reliability: each ranking's "
+                          "loss is multiplied by its record's reviewer 'weight' (0 = left out); consensus: train on "
+                          "the export folder's consensus.jsonl (one ranking per item ranked by 2+ reviewers)."})
     resume: bool = field(default=False, metadata={"help": "Continue from the last checkpoint of this run."})
+
+    def __post_init__(self):
+        if self.label_weighting not in LABEL_WEIGHTINGS:
+            raise InputError(f"must be one of {', '.join(LABEL_WEIGHTINGS)}, got '{self.label_weighting}'",
+                             field="label_weighting")

@@ -49,7 +49,7 @@ def ungroup(rankings: list[Ranking]) -> list[Ranking]:
     Only for comparison with the grouped default (`group_by_ranking: false`).
     """
     return [Ranking(r.prompt, [r.answers[i], r.answers[j]], [(0, 1, d)], [1, 2], r.reviewer, r.ranking_id, r.where,
-                    [r.answer_ended()[i], r.answer_ended()[j]])
+                    [r.answer_ended()[i], r.answer_ended()[j]], r.weight)
             for r in rankings for i, j, d in r.pairs]
 
 
@@ -70,11 +70,13 @@ def tokenize(tokenizer, texts: list[str], max_length: int | None) -> tuple[list[
 
 
 def to_dataset(rankings: list[Ranking], tokenizer, max_length: int | None) -> tuple[Dataset, int]:
-    """One row per ranking: answer_ids (K lists), better/worse/distance (one per pair), ranks (K or [])."""
+    """One row per ranking: answer_ids (K lists), better/worse/distance (one per pair), ranks (K or []),
+    weight (the ranking's share in the training loss)."""
     rows, truncated = [], 0
     for r in rankings:
         ids, n_cut = tokenize(tokenizer, model_texts(tokenizer, r), max_length)
         truncated += n_cut
         rows.append({"answer_ids": ids, "better": [p[0] for p in r.pairs], "worse": [p[1] for p in r.pairs],
-                     "distance": [float(p[2]) for p in r.pairs], "ranks": list(r.ranks or [])})
+                     "distance": [float(p[2]) for p in r.pairs], "ranks": list(r.ranks or []),
+                     "weight": float(r.weight)})
     return Dataset.from_list(rows), truncated

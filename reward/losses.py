@@ -6,6 +6,10 @@ pairwise (InstructGPT eq. 1): for a ranking with pairs (w better than l),
     loss(ranking) = mean over its pairs of  -log sigmoid(r_w - r_l - margin)
 and each ranking counts once in the batch mean, however many pairs it has.
 
+Both take optional per-ranking weights w (the reviewer's reliability) and then return the weighted
+mean over rankings, sum_g w_g loss_g / sum_g w_g: a weight-0 ranking teaches nothing, and with
+every weight 1 the result is the plain mean.
+
 listwise (Plackett-Luce): the ranking is read as choosing, best first, which answer comes next
 from those not yet placed: P = prod_k exp(r_k) / sum_{j placed at k or later} exp(r_j).
 Tied answers form one group (Breslow's approximation, as for ties in Cox regression): a group G
@@ -21,9 +25,18 @@ import torch
 import torch.nn.functional as F
 
 
+def _mean_over_rankings(per_ranking: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    if weights is None:
+        return per_ranking.mean()
+    weights = weights.to(per_ranking.dtype)
+    # clamped so that a batch of weight-0 rankings gives a loss of 0 (and zero gradients), not 0/0
+    return (per_ranking * weights).sum() / weights.sum().clamp_min(torch.finfo(per_ranking.dtype).tiny)
+
+
 def pairwise_loss(rewards: torch.Tensor, better: torch.Tensor, worse: torch.Tensor, group: torch.Tensor,
-                  margin: torch.Tensor | None = None) -> torch.Tensor:
-    """rewards (N,) answer scores; better/worse (P,) answer indices; group (N,) ranking of each answer."""
+                  margin: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """rewards (N,) answer scores; better/worse (P,) answer indices; group (N,) ranking of each answer;
+    weights (G,) of each ranking (None = all 1)."""
     diff = rewards[better] - rewards[worse]  # (P,)
     if margin is not None:
         diff = diff - margin
@@ -35,8 +48,9 @@ def pairwise_loss(rewards: torch.Tensor, better: torch.Tensor, worse: torch.Tens
     pairs_per_group = torch.bincount(pair_group, minlength=n_groups)  # (G,)
     per_group = torch.zeros(n_groups, dtype=per_pair.dtype, device=per_pair.device).index_add(
         0, pair_group, per_pair)  # (G,) summed loss of each ranking
-    has_pairs = pairs_per_group > 0
-    return (per_group[has_pairs] / pairs_per_group[has_pairs]).mean()
+    has_pairs = pairs_per_group > 0  # (G,) a full tie has no loss term, so no weight in the mean either
+    return _mean_over_rankings(per_group[has_pairs] / pairs_per_group[has_pairs],
+                               None if weights is None else weights[has_pairs])
 
 
 def plackett_luce_nll(rewards: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
@@ -49,7 +63,10 @@ def plackett_luce_nll(rewards: torch.Tensor, ranks: torch.Tensor) -> torch.Tenso
     return total / max(1, rewards.numel() - 1)
 
 
-def listwise_loss(rewards: torch.Tensor, ranks: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
-    """Mean Plackett-Luce NLL over the rankings of a batch; rewards/ranks/group (N,)."""
-    losses = [plackett_luce_nll(rewards[group == g], ranks[group == g]) for g in torch.unique(group)]
-    return torch.stack(losses).mean()
+def listwise_loss(rewards: torch.Tensor, ranks: torch.Tensor, group: torch.Tensor,
+                  weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean Plackett-Luce NLL over the rankings of a batch; rewards/ranks/group (N,); weights (G,) of
+    each ranking (None = all 1)."""
+    present = torch.unique(group)  # (G',) ascending
+    losses = [plackett_luce_nll(rewards[group == g], ranks[group == g]) for g in present]
+    return _mean_over_rankings(torch.stack(losses), None if weights is None else weights[present])

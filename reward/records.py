@@ -5,15 +5,19 @@ every (better, worse) pair of answers; a tie yields no pair. A plain pair is a r
 Pairs exported from one ranking (same `ranking_id`) are put back together, so that all pairs of a
 ranking are scored in the same batch (InstructGPT, section 3.5: split apart, they overfit).
 
-Accepted records, one JSON object a line (kinds may be mixed in one file):
-- ranking: {ranking_id?, prompt, answers: [str, ...], ranks: [int, ...], reviewer?, flagged?}
-- pair:    {prompt, chosen, rejected, margin?, reviewer?, ranking_id?} with plain-text or chat
+Accepted records, one JSON object a line (kinds may be mixed in one file; other fields are ignored):
+- ranking: {ranking_id?, prompt, answers: [str, ...], ranks: [int, ...], reviewer?, flagged?, weight?}
+- pair:    {prompt, chosen, rejected, margin?, reviewer?, ranking_id?, weight?} with plain-text or chat
            answers (TRL's conversational format), or an implicit prompt (chosen and rejected are
            whole conversations, or whole HH-RLHF transcripts, that differ only in the last turn).
+`weight` (a number >= 0) is the reviewer's reliability, 0 = unreliable, 1 = fully trusted; only
+`label_weighting: reliability` uses it. A labeling export folder also holds consensus.jsonl: ranking
+records (reviewer "consensus") of the items ranked by two or more reviewers.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -38,6 +42,7 @@ class Ranking:
     ranking_id: str | None = None
     where: str = ""  # file:line, for messages
     ended: list[bool] | None = None  # per answer: the model stopped by itself (None = all did)
+    weight: float = 1.0  # the reviewer's reliability: this ranking's share in the loss
 
     def answer_ended(self) -> list[bool]:
         return list(self.ended) if self.ended is not None else [True] * len(self.answers)
@@ -56,6 +61,9 @@ class DataStats:
     identical_answer_pairs_left_out: int = 0
     flagged_rankings_left_out: int = 0
     rankings_without_pairs: int = 0
+    records_with_weight: int = 0
+    zero_weight_rankings: int = 0
+    zero_weight_rankings_left_out: int = 0  # of training, by label_weighting reliability (reward/train.py)
     answers_per_ranking: dict = field(default_factory=dict)
 
 
@@ -68,6 +76,22 @@ def _prompt(obj: dict, path: Path, lineno: int) -> str | list[dict]:
     if isinstance(obj["prompt"], list):
         return require_messages(obj, "prompt", path, lineno)
     return require_str(obj, "prompt", path, lineno)
+
+
+def _weight(obj: dict, path: Path, lineno: int, rec: dict) -> dict:
+    if obj.get("weight") is not None:
+        w = obj["weight"]
+        # bool is an int in Python, and `true` for a weight is a broken export, not 1.0
+        if not isinstance(w, (int, float)) or isinstance(w, bool):
+            raise InputError(f"expected a number >= 0, got {type(w).__name__}", path, lineno, "weight")
+        try:
+            w = float(w)
+        except OverflowError:  # an integer too large for a float
+            w = math.inf
+        if not (math.isfinite(w) and w >= 0):
+            raise InputError(f"expected a finite number >= 0, got {obj['weight']}", path, lineno, "weight")
+        rec["weight"] = w
+    return rec
 
 
 def ranking_record(obj: dict, path: Path, lineno: int) -> dict:
@@ -110,7 +134,7 @@ def ranking_record(obj: dict, path: Path, lineno: int) -> dict:
             if not isinstance(obj[name], kind) or (name == "ranking_id" and isinstance(obj[name], bool)):
                 raise InputError(f"has the wrong type ({type(obj[name]).__name__})", path, lineno, name)
             rec[name] = str(obj[name]) if name == "ranking_id" else obj[name]
-    return rec
+    return _weight(obj, path, lineno, rec)
 
 
 def _split_conversation(messages: list[dict], path: Path, lineno: int, field: str) -> tuple[list[dict], str]:
@@ -158,7 +182,7 @@ def pair_record(obj: dict, path: Path, lineno: int) -> dict:
     for name in ("ranking_id", "reviewer"):  # ids may be numbers; metrics sort and group them as text
         if rec.get(name) is not None:
             rec[name] = str(rec[name])
-    return rec
+    return _weight(obj, path, lineno, rec)
 
 
 def any_record(obj: dict, path: Path, lineno: int) -> dict:
@@ -184,13 +208,20 @@ def looks_like_hh(prompt) -> bool:
     return isinstance(prompt, str) and prompt.startswith("\n\nHuman:") and prompt.rstrip().endswith("Assistant:")
 
 
-def resolve_source(data: str | None, export_dir: Path) -> str:
-    """The file or dataset name to read: a labeling export folder means its rankings (or pairs)."""
+def resolve_source(data: str | None, export_dir: Path, consensus: bool = False) -> str:
+    """The file or dataset name to read: a labeling export folder means its rankings (or pairs), or
+    with `consensus` its consensus.jsonl. A file is read as it is, whatever `consensus` says."""
     if data is None:
         if not export_dir.is_dir():
             raise InputError("no labeling export here: run `make label` and export, or set --data", export_dir)
         data = str(export_dir)
     folder = Path(data)
+    if folder.is_dir() and consensus:
+        if (folder / "consensus.jsonl").is_file():
+            return str(folder / "consensus.jsonl")
+        # falling back to rankings.jsonl would train on every reviewer's labels under a consensus name
+        raise InputError("folder has no consensus.jsonl, which label_weighting consensus trains on: re-export the "
+                         "labels (`make export`), or set --data to a rankings file", folder)
     if folder.is_dir():
         for name in ("rankings.jsonl", "pairs.jsonl"):
             if (folder / name).is_file():
@@ -199,9 +230,16 @@ def resolve_source(data: str | None, export_dir: Path) -> str:
     return data
 
 
-def read_rankings(source: str, skip_flagged: bool = False, convert_hh: bool = True) -> tuple[list[Ranking], DataStats]:
+def read_rankings(source: str, skip_flagged: bool = False, convert_hh: bool = True,
+                  require_weight: bool = False) -> tuple[list[Ranking], DataStats]:
+    """`require_weight`: every record must carry `weight` (a missing one is an error, not 1.0)."""
     records = load_records(source, any_record, "rankings or preference pairs (prompt, chosen, rejected)")
-    stats = DataStats(records=len(records))
+    if require_weight:
+        missing = next((rec for rec in records if "weight" not in rec), None)
+        if missing is not None:
+            raise InputError("missing: label_weighting reliability needs every record's reviewer weight (re-export "
+                             "the labels, or set label_weighting all)", missing["where"], field="weight")
+    stats = DataStats(records=len(records), records_with_weight=sum("weight" in rec for rec in records))
     rankings: list[Ranking] = []
     grouped: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for rec in records:
@@ -214,7 +252,8 @@ def read_rankings(source: str, skip_flagged: bool = False, convert_hh: bool = Tr
             grouped[(rec["ranking_id"], prompt_text(rec["prompt"]))].append(rec)
         else:
             rankings.append(Ranking(rec["prompt"], [rec["chosen"], rec["rejected"]],
-                                    [(0, 1, rec.get("margin", 1.0))], [1, 2], rec.get("reviewer"), None, rec["where"]))
+                                    [(0, 1, rec.get("margin", 1.0))], [1, 2], rec.get("reviewer"), None, rec["where"],
+                                    weight=rec.get("weight", 1.0)))
     rankings.extend(_from_pairs(recs) for recs in grouped.values())
     for r in rankings:
         if convert_hh and looks_like_hh(r.prompt):
@@ -224,6 +263,7 @@ def read_rankings(source: str, skip_flagged: bool = False, convert_hh: bool = Tr
     stats.rankings = len(rankings)
     stats.pairs = sum(len(r.pairs) for r in rankings)
     stats.rankings_without_pairs = sum(not r.pairs for r in rankings)
+    stats.zero_weight_rankings = sum(r.weight == 0 for r in rankings)
     return rankings, stats
 
 
@@ -248,11 +288,16 @@ def _from_ranking(rec: dict, stats: DataStats) -> Ranking:
     stats.tied_pairs += ties
     stats.identical_answer_pairs_left_out += identical
     return Ranking(rec["prompt"], list(rec["answers"]), pairs, list(rec["ranks"]), rec.get("reviewer"),
-                   rec.get("ranking_id"), rec["where"], rec.get("ended"))
+                   rec.get("ranking_id"), rec["where"], rec.get("ended"), rec.get("weight", 1.0))
 
 
 def _from_pairs(recs: list[dict]) -> Ranking:
-    """Pairs that share a ranking_id -> one ranking over their distinct answers."""
+    """Pairs that share a ranking_id -> one ranking over their distinct answers, and their one weight."""
+    for rec in recs[1:]:
+        if rec.get("weight") != recs[0].get("weight"):
+            raise InputError(f"is {rec.get('weight')}, but {recs[0]['where']}, a pair of the same ranking "
+                             f"'{rec['ranking_id']}', has {recs[0].get('weight')} (one ranking has one weight)",
+                             rec["where"], field="weight")
     answers: list[str] = []
     index: dict[str, int] = {}
     pairs = []
@@ -264,7 +309,8 @@ def _from_pairs(recs: list[dict]) -> Ranking:
         pairs.append((index[rec["chosen"]], index[rec["rejected"]], rec.get("margin", 1.0)))
     reviewers = {rec.get("reviewer") for rec in recs}
     return Ranking(recs[0]["prompt"], answers, pairs, ranks_from_pairs(len(answers), pairs),
-                   reviewers.pop() if len(reviewers) == 1 else None, recs[0]["ranking_id"], recs[0]["where"])
+                   reviewers.pop() if len(reviewers) == 1 else None, recs[0]["ranking_id"], recs[0]["where"],
+                   weight=recs[0].get("weight", 1.0))
 
 
 def ranks_from_pairs(n: int, pairs: list[tuple[int, int, float]]) -> list[int] | None:

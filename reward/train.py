@@ -34,16 +34,28 @@ from reward.trainer import RankingRewardConfig, RankingRewardTrainer
 
 def load_data(script_args, training_args) -> tuple[list, list, dict]:
     """Read, check and split all data before any model is loaded: bad input fails in a second."""
-    source = resolve_source(script_args.data, run_dir(script_args.run, script_args.runs_dir) / "export")
-    rankings, stats = read_rankings(source, script_args.skip_flagged, script_args.convert_hh)
+    weighting = script_args.label_weighting
+    source = resolve_source(script_args.data, run_dir(script_args.run, script_args.runs_dir) / "export",
+                            consensus=weighting == "consensus")
+    rankings, stats = read_rankings(source, script_args.skip_flagged, script_args.convert_hh,
+                                    require_weight=weighting == "reliability")
+    if weighting != "reliability":
+        for r in rankings:
+            r.weight = 1.0
     if training_args.loss_type == "listwise":
         partial = next((r for r in rankings if r.ranks is None), None)
         if partial is not None:
             raise InputError("loss_type listwise needs full rankings, but these pairs of ranking "
                              f"'{partial.ranking_id}' are not a complete order (use the export's rankings.jsonl)",
                              partial.where)
+    # Weight-0 rankings stay in the held-out set: it must be the same set whatever label_weighting says.
     train, test = split_by_prompt(rankings, script_args.eval_fraction, training_args.seed)
-    train = subsample(train, script_args.max_train_rankings, training_args.seed)
+    trainable = [r for r in train if r.weight > 0]
+    stats.zero_weight_rankings_left_out = len(train) - len(trainable)
+    if train and not trainable:
+        raise InputError("no rankings to train on: every training ranking has weight 0 (label_weighting "
+                         "reliability)", source, field="weight")
+    train = subsample(trainable, script_args.max_train_rankings, training_args.seed)
     if training_args.loss_type == "pairwise":
         train = [r for r in train if r.pairs]  # a full tie gives no pair (counted in data_stats)
     if not any(r.pairs for r in train):
@@ -53,8 +65,16 @@ def load_data(script_args, training_args) -> tuple[list, list, dict]:
                          "(or eval_strategy no)", field="eval_strategy")
     info = {"data": source, "data_stats": vars(stats), "train_rankings": len(train),
             "train_pairs": sum(len(r.pairs) for r in train), "test_prompts": len({r.prompt_key for r in test}),
-            "train_prompts": len({r.prompt_key for r in train})}
+            "train_prompts": len({r.prompt_key for r in train}), "label_weighting": weighting,
+            "train_weights": _weight_stats(train)}
     return train, test, info
+
+
+def _weight_stats(train: list) -> dict:
+    weights = [r.weight for r in train]
+    return {"sum": round(sum(weights), 4), "mean": round(sum(weights) / len(weights), 4) if weights else None,
+            "min": min(weights, default=None), "max": max(weights, default=None),
+            "below_1": sum(w < 1 for w in weights)}
 
 
 @exit_on_input_error

@@ -68,20 +68,22 @@ class RankingRewardTrainer(RewardTrainer):
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
-            self._signature_columns = ["answer_ids", "better", "worse", "distance", "ranks"]
+            self._signature_columns = ["answer_ids", "better", "worse", "distance", "ranks", "weight"]
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
         group, ranks = inputs["group"], inputs["ranks"]  # (N,)
         better, worse, distance = inputs["better"], inputs["worse"], inputs["distance"]  # (P,)
+        # (B,) Evaluation weighs every ranking 1, so that eval_loss compares across label_weighting settings.
+        weights = inputs.get("weight") if mode == "train" else None
         outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
         rewards = outputs.logits.squeeze(-1)  # (N,) read at each answer's last real token, its EOS
 
         if self.args.loss_type == "listwise":
-            loss = listwise_loss(rewards, ranks, group)
+            loss = listwise_loss(rewards, ranks, group, weights)
         else:
             margin = self.args.margin_scale * distance if self.args.margin_scale else None
-            loss = pairwise_loss(rewards, better, worse, group, margin)
+            loss = pairwise_loss(rewards, better, worse, group, margin, weights)
         if self.args.center_rewards_coefficient is not None:
             loss = loss + self.args.center_rewards_coefficient * torch.mean(rewards**2)
 
