@@ -128,3 +128,57 @@ def simulated_panel(n: int = 3, noise: float = 0.3, disagreement: float = 0.5, s
     """`n` simulated reviewers whose length tastes spread over [-disagreement, +disagreement]."""
     tastes = [0.0] if n == 1 else [disagreement * (2 * i / (n - 1) - 1) for i in range(n)]
     return [SimulatedReviewer(f"sim-{i + 1}", noise=noise, length_taste=t, seed=seed) for i, t in enumerate(tastes)]
+
+
+# Bad reviewers, for testing that the admin's reliability read-out (labeling_ui/reliability.py)
+# tells them from good ones. Same interface as SimulatedReviewer; answers arrive in the order shown.
+
+class RandomReviewer(SimulatedReviewer):
+    """Clicks through: a uniformly random strict order (no ties, so it is pure noise and does not
+    overlap the `ties` kind), drawn from the reviewer's own seeded generator."""
+
+    kind = "random"
+
+    def rank(self, prompt: str, answers: list[str], ended: list[bool] | None = None) -> list[int]:
+        ranks = list(range(1, len(answers) + 1))
+        self._rng.shuffle(ranks)
+        return ranks
+
+
+class LazyReviewer(SimulatedReviewer):
+    """Always submits the order the answers were shown in: 1, 2, ..., K."""
+
+    kind = "lazy"
+
+    def rank(self, prompt: str, answers: list[str], ended: list[bool] | None = None) -> list[int]:
+        return list(range(1, len(answers) + 1))
+
+
+class AdversarialReviewer(SimulatedReviewer):
+    """Reversed gold: ranks by minus the utility a SimulatedReviewer would use (gold, taste and
+    the same noise), with the same tie margin."""
+
+    kind = "adversarial"
+
+    def utility(self, prompt: str, answer: str, ended: bool = True) -> float:
+        return -super().utility(prompt, answer, ended)
+
+
+class TiesReviewer(SimulatedReviewer):
+    """Ties everything: every answer ranked 1."""
+
+    kind = "ties"
+
+    def rank(self, prompt: str, answers: list[str], ended: list[bool] | None = None) -> list[int]:
+        return [1] * len(answers)
+
+
+BAD_KINDS = ("random", "lazy", "adversarial", "ties")
+_BAD = {"random": RandomReviewer, "lazy": LazyReviewer, "adversarial": AdversarialReviewer, "ties": TiesReviewer}
+
+
+def bad_reviewer(kind: str, name: str, seed: int = 0, noise: float = 0.3) -> SimulatedReviewer:
+    """A bad simulated reviewer of `kind` (one of BAD_KINDS). `noise` only matters to `adversarial`."""
+    if kind not in _BAD:
+        raise ValueError(f"unknown bad reviewer kind {kind!r}; the kinds are {', '.join(BAD_KINDS)}")
+    return _BAD[kind](name, noise=noise, seed=seed)
