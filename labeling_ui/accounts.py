@@ -2,8 +2,10 @@
 
 A password is never stored, logged or compared in clear: the store keeps
 `scrypt$N$r$p$salt$hash` with a per-user random salt, and a session cookie's value is kept
-only as its SHA-256. Failed logins are counted per name and per client address over a
-sliding window; past the limit every attempt is refused without checking the password.
+only as its SHA-256. Failed logins are counted over a sliding window per (name, client address)
+and per client address; past either limit, that client's attempts are refused without checking
+the password. Not per name alone: then anyone who knows a reviewer's name could keep them locked
+out from anywhere. Guessing a password from many addresses is left to scrypt's cost (~50 ms a try).
 """
 
 from __future__ import annotations
@@ -93,7 +95,8 @@ class Accounts:
                 s.add(row)
             else:  # a new password ends the reviewer's open sessions
                 s.execute(delete(Session).where(Session.reviewer_id == row.id))
-            row.password_hash, row.is_admin, row.disabled = hashed, admin, False
+            # `disabled` is left as it is: re-enabling is its own, audited action (enable-reviewer).
+            row.password_hash, row.is_admin = hashed, admin
             s.flush()
             return ReviewerInfo(row.id, row.name, row.is_admin)
 
@@ -112,10 +115,11 @@ class Accounts:
         now = self.clock()
         since = now - self.window
         with self.db.read() as s:
-            # A name's failures count from its last successful login on (ids give the order).
-            last_ok = s.scalar(select(func.max(LoginAttempt.id)).where(LoginAttempt.name == name, LoginAttempt.ok))
+            # A name's failures from this client count from its last successful login there on (ids give the order).
+            here = (LoginAttempt.name == name, LoginAttempt.client == client)
+            last_ok = s.scalar(select(func.max(LoginAttempt.id)).where(*here, LoginAttempt.ok))
             failed = LoginAttempt.ok.is_(False)
-            by_name = s.scalar(select(func.count()).where(LoginAttempt.name == name, failed, LoginAttempt.at > since,
+            by_name = s.scalar(select(func.count()).where(*here, failed, LoginAttempt.at > since,
                                                           LoginAttempt.id > (last_ok or 0)))
             by_client = s.scalar(select(func.count()).where(LoginAttempt.client == client, failed,
                                                             LoginAttempt.at > since))

@@ -5,6 +5,9 @@
     serve         run the labeling web app (login required)
     export        write rankings, pairs and demonstrations to runs/<run>/export/
     simulate      simulated reviewers (rule-based, see ranktune/gold.py) rank every open item
+    gold          import or mark gold (known-answer) items: gold --file gold.jsonl
+    disable-reviewer NAME   end their sessions and refuse their logins (their labels stay)
+    enable-reviewer NAME    let a disabled reviewer log in again
 
 `python -m labeling_ui <command> --help` lists every setting.
 """
@@ -20,19 +23,20 @@ from ranktune.errors import InputError, exit_on_input_error
 from ranktune.records import read_prompts
 from ranktune.runs import check_writable, run_dir
 
-from labeling_ui.config import (ALL, ExportArguments, GenerateArguments, ReviewerArguments, ServeArguments,
-                                SimulateArguments, StoreArguments)
+from labeling_ui.config import (ALL, ExportArguments, GenerateArguments, GoldArguments, ReviewerArguments,
+                                ServeArguments, SimulateArguments, StoreArguments)
 from labeling_ui.store import LabelStore
 
-COMMANDS = ("generate", "add-reviewer", "serve", "export", "simulate")
+COMMANDS = ("generate", "add-reviewer", "serve", "export", "simulate", "gold", "disable-reviewer", "enable-reviewer")
+NAMED = ("add-reviewer", "disable-reviewer", "enable-reviewer")  # the first argument is a reviewer's name
 
 
 def open_store(a: StoreArguments, serve: ServeArguments | None = None, must_exist: bool = False) -> LabelStore:
     if a.claim_timeout_minutes <= 0:
         raise InputError("must be more than 0", field="claim_timeout_minutes")
-    kwargs = {}
+    kwargs = {"gold_rate": a.gold_rate}
     if serve is not None:
-        kwargs = {"round": a.round, "max_failures": serve.max_login_failures,
+        kwargs |= {"round": a.round, "max_failures": serve.max_login_failures,
                   "max_failures_per_client": serve.max_login_failures_per_client,
                   "window_s": serve.login_window_minutes * 60, "session_s": serve.session_hours * 3600}
     return LabelStore.for_run(a.run, a.runs_dir, a.db, must_exist=must_exist, overlap=a.overlap,
@@ -116,23 +120,64 @@ def cmd_export(a: StoreArguments, e: ExportArguments) -> dict:
     check_writable(out.parent, min_free_bytes=64 * 1024**2)
     store = open_store(a, must_exist=True)
     try:
-        summary = export(store, out, include_flagged=e.include_flagged)
+        summary = export(store, out, include_flagged=e.include_flagged, exclude_disabled=e.exclude_disabled,
+                         min_reliability=e.min_reliability, actor=cli_actor())
     finally:
         store.close()
-    print(f"exported {summary['rankings']} rankings, {summary['pairs']} pairs, {summary['demonstrations']} "
-          f"demonstrations to {out} ({summary['flagged_rankings_left_out']} flagged rankings left out, "
-          f"{summary['tied_pairs']} tied pairs make no pair)")
+    held = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in summary["rankings_held_out"].items() if n)
+    print(f"exported {summary['rankings']} rankings, {summary['pairs']} pairs, {summary['consensus_rankings']} "
+          f"consensus rankings, {summary['demonstrations']} approved demonstrations to {out}"
+          f" (rankings held out: {held or 'none'}; {summary['tied_pairs']} tied pairs make no pair)")
+    for line in summary["notes"]:
+        print(f"note: {line}")
     return summary
 
 
+def cli_actor() -> str:
+    """Who did an admin action from the command line, for the audit log."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no user name (some containers)
+        return "cli"
+
+
+def cmd_gold(a: StoreArguments, g: GoldArguments) -> list[int]:
+    from ranktune.jsonl import read_jsonl
+
+    if not g.file:
+        raise InputError("usage: python -m labeling_ui gold --file gold.jsonl", field="file")
+    records = read_jsonl(g.file, lambda obj, path, lineno: {**obj, "where": f"{path}:{lineno}"}, "gold answers")
+    store = open_store(a, must_exist=True)
+    try:
+        ids = store.add_gold(records, cli_actor())
+    finally:
+        store.close()
+    print(f"{len(ids)} gold items in {store.db.display()} (served one claim in {a.gold_rate}; "
+          "never exported for training)")
+    return ids
+
+
+def cmd_set_disabled(a: StoreArguments, r: ReviewerArguments, disabled: bool) -> None:
+    if not r.name:
+        raise InputError(f"usage: python -m labeling_ui {'disable' if disabled else 'enable'}-reviewer NAME")
+    store = open_store(a, must_exist=True)
+    try:
+        store.set_disabled(cli_actor(), r.name, disabled)
+    finally:
+        store.close()
+    print(f"{'disabled' if disabled else 'enabled'} reviewer '{r.name}'"
+          + (" (sessions ended; labels kept: export --exclude_disabled true leaves them out)" if disabled else ""))
+
+
 def cmd_simulate(a: StoreArguments, m: SimulateArguments, seed: int) -> dict:
-    from labeling_ui.simulate import default_panel, simulate_reviews
+    from labeling_ui.simulate import bad_panel, default_panel, simulate_reviews
 
     if m.simulated_reviewers < 1:
         raise InputError("must be at least 1", field="simulated_reviewers")
     store = open_store(a, must_exist=True)
     try:
         panel = default_panel(m.simulated_reviewers, m.reviewer_noise, m.reviewer_disagreement, seed)
+        panel += bad_panel(m.bad_reviewers, seed, m.reviewer_noise)
         stats = simulate_reviews(store, panel, m.max_per_reviewer)
     finally:
         store.close()
@@ -150,9 +195,9 @@ def main(argv: list[str] | None = None):
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         raise InputError(f"unknown command '{command}'; expected one of: {', '.join(COMMANDS)}")
-    if command == "add-reviewer" and rest and not rest[0].startswith("-"):
+    if command in NAMED and rest and not rest[0].startswith("-"):
         rest = ["--name", rest[0], *rest[1:]]
-    store_args, gen_args, serve_args, export_args, reviewer_args, simulate_args = parse_config(ALL, rest)
+    store_args, gen_args, serve_args, export_args, reviewer_args, simulate_args, gold_args = parse_config(ALL, rest)
     if command == "generate":
         return cmd_generate(store_args, gen_args)
     if command == "add-reviewer":
@@ -161,4 +206,8 @@ def main(argv: list[str] | None = None):
         return cmd_serve(store_args, serve_args)
     if command == "simulate":
         return cmd_simulate(store_args, simulate_args, gen_args.seed)
+    if command == "gold":
+        return cmd_gold(store_args, gold_args)
+    if command in ("disable-reviewer", "enable-reviewer"):
+        return cmd_set_disabled(store_args, reviewer_args, command == "disable-reviewer")
     return cmd_export(store_args, export_args)

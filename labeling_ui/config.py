@@ -22,6 +22,10 @@ class StoreArguments:
     round: int | None = field(
         default=None, metadata={"help": "generate: the round the answers belong to (default: the latest round if "
                                         "it has the same policy, else a new one). serve: only offer this round."})
+    gold_rate: int = field(
+        default=20, metadata={"help": "serve/simulate: one claim in this many is a gold (known-answer) item the "
+                                      "reviewer has not seen, while gold items are left (0 = never). Import them "
+                                      "with `python -m labeling_ui gold --file`."})
 
 
 @dataclass
@@ -52,8 +56,9 @@ class ServeArguments:
                                                      "(default: labeling_ui/guidelines.md)."})
     session_hours: float = field(default=12, metadata={"help": "How long a login lasts."})
     max_login_failures: int = field(default=5,
-                                    metadata={"help": "Failed logins per name within login_window_minutes "
-                                                      "before that name is locked for the window."})
+                                    metadata={"help": "Failed logins for one name from one client address within "
+                                                      "login_window_minutes before that client is refused that name "
+                                                      "for the window (others can still log in as it)."})
     max_login_failures_per_client: int = field(default=20, metadata={"help": "The same, per client address."})
     login_window_minutes: float = field(default=15, metadata={"help": "Window for counting failed logins."})
     answer_slots: int = field(default=8, metadata={"help": "Most answers one item may show (page layout)."})
@@ -64,6 +69,13 @@ class ExportArguments:
     include_flagged: bool = field(default=False,
                                   metadata={"help": "Also export items a reviewer flagged (unsafe/broken/off-topic)."})
     out: str | None = field(default=None, metadata={"help": "Export folder (default: <runs_dir>/<run>/export)."})
+    exclude_disabled: bool = field(
+        default=False, metadata={"help": "Leave out the rankings and written answers of disabled reviewers."})
+    min_reliability: float | None = field(
+        default=None, metadata={"help": "Leave out reviewers whose estimated reliability (the Crowd-BT eta of "
+                                        "labeling_ui/reliability.py: 1 = agrees with the panel, 0.5 = a coin, "
+                                        "below = reverses it) is under this. Reviewers too little overlapped to "
+                                        "estimate are kept and named in the summary."})
 
 
 @dataclass
@@ -74,7 +86,17 @@ class ReviewerArguments:
         default=None, metadata={"help": "add-reviewer: read the password from this file's first line "
                                         "(otherwise from stdin or a prompt)."})
     update: bool = field(default=False,
-                         metadata={"help": "add-reviewer: change an existing reviewer's password/admin flag."})
+                         metadata={"help": "add-reviewer: change an existing reviewer's password/admin flag "
+                                           "(a disabled reviewer stays disabled: use enable-reviewer)."})
+
+
+@dataclass
+class GoldArguments:
+    file: str | None = field(
+        default=None, metadata={"help": "gold: JSONL of gold answers, one a line: {item_id, ranks | worst} marks a "
+                                        "stored item, {prompt, answers, ranks | worst} adds a new one. ranks: the "
+                                        "expected order (1 = best, ties allowed); worst: the 0-based position of the "
+                                        "answer that must be last."})
 
 
 @dataclass
@@ -84,6 +106,10 @@ class SimulateArguments:
     reviewer_disagreement: float = field(
         default=0.5, metadata={"help": "simulate: spread of the reviewers' length tastes (how much they disagree)."})
     max_per_reviewer: int | None = field(default=None, metadata={"help": "simulate: rank at most this many each."})
+    bad_reviewers: str = field(
+        default="", metadata={"help": "simulate: comma-separated kinds of bad reviewers to add to the panel (random, "
+                                      "lazy, adversarial, ties), named sim-bad-1, ..."})
 
 
-ALL = (StoreArguments, GenerateArguments, ServeArguments, ExportArguments, ReviewerArguments, SimulateArguments)
+ALL = (StoreArguments, GenerateArguments, ServeArguments, ExportArguments, ReviewerArguments, SimulateArguments,
+       GoldArguments)

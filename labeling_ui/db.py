@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from labeling_ui.schema import SCHEMA_VERSION, Base, Meta
+from labeling_ui.schema import SCHEMA_VERSION, UPGRADABLE_FROM, Base, Meta
 from ranktune.errors import InputError
 
 T = TypeVar("T")
@@ -92,6 +92,8 @@ class Database:
                 row = s.get(Meta, "schema_version")
                 if row is None:
                     s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+                elif row.value in UPGRADABLE_FROM:
+                    row.value = str(SCHEMA_VERSION)
                 elif row.value != str(SCHEMA_VERSION):
                     raise InputError(f"label store has schema version {row.value}; this code reads "
                                      f"version {SCHEMA_VERSION}", self.display())

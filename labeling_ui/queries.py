@@ -12,10 +12,26 @@ from __future__ import annotations
 
 from sqlalchemy import DateTime, and_, bindparam, exists, func, insert, or_, select, true, update
 
-from labeling_ui.schema import (DONE, OPEN, SKIPPED, Assignment, Candidate, Comment, Demonstration, Flag, Item,
-                                Prompt, Ranking, Reviewer)
+from labeling_ui.schema import (CONFIRMED, DONE, OPEN, SKIPPED, Assignment, Candidate, Comment, Demonstration, Flag,
+                                FlagReview, GoldItem, Item, Prompt, Ranking, Reviewer)
 
 A, I, P, C, RK, RV = (m.__table__ for m in (Assignment, Item, Prompt, Candidate, Ranking, Reviewer))
+F, FR, G = (m.__table__ for m in (Flag, FlagReview, GoldItem))
+
+
+def held_for_review(item_id):
+    """An item out of circulation: flags nobody reviewed yet, or flags an admin confirmed (the latest
+    decision on it). Correlated with `item_id` (a column of the enclosing query)."""
+    fr, latest = FR.alias("fr"), FR.alias("fr_latest")
+    reviewed_up_to = select(func.coalesce(func.max(fr.c.last_flag_id), 0)).where(fr.c.item_id == item_id) \
+        .correlate_except(fr).scalar_subquery()
+    pending = select(F.c.id).join(RK, RK.c.id == F.c.ranking_id) \
+        .where(F.c.item_id == item_id, F.c.id > reviewed_up_to, RK.c.withdrawn_at.is_(None)) \
+        .correlate_except(F, RK).exists()
+    newest = select(func.max(fr.c.id)).where(fr.c.item_id == item_id).correlate_except(fr).scalar_subquery()
+    confirmed = select(latest.c.id).where(latest.c.id == newest, latest.c.decision == CONFIRMED) \
+        .correlate_except(latest).exists()
+    return or_(pending, confirmed)
 
 
 class ClickSQL:
@@ -34,13 +50,21 @@ class ClickSQL:
         closed_by_me = exists().where(A.c.item_id == I.c.id, A.c.reviewer_id == me, A.c.status.in_((DONE, SKIPPED)))
         open_by_me = exists().where(A.c.item_id == I.c.id, A.c.reviewer_id == me, A.c.status == OPEN,
                                     A.c.expires_at > now)
+        # Work to hand out: not a gold item (those come at their own rate), not held for a flag review.
+        servable = and_(~exists().where(G.c.item_id == I.c.id), ~held_for_review(I.c.id))
 
         self.reviewer_id = select(RV.c.id).where(RV.c.name == bindparam("name"), RV.c.disabled.is_(False))
         # claiming
         self.mine = select(A.c.id, A.c.item_id, A.c.expires_at).join(I, I.c.id == A.c.item_id) \
             .where(A.c.reviewer_id == me, A.c.status == OPEN, in_round) \
             .order_by(A.c.claimed_at.desc(), A.c.id.desc())
-        self.free_items = select(I.c.id).where(held < overlap, ~closed_by_me, in_round).order_by(I.c.id).limit(50)
+        self.free_items = select(I.c.id).where(held < overlap, ~closed_by_me, in_round, servable) \
+            .order_by(I.c.id).limit(50)
+        # Gold: every reviewer may get each gold item once, whatever its round and however many had it.
+        self.free_gold = select(I.c.id).join(G, G.c.item_id == I.c.id) \
+            .where(~exists().where(A.c.item_id == I.c.id, A.c.reviewer_id == me), ~held_for_review(I.c.id)) \
+            .order_by(I.c.id).limit(1)
+        self.my_claims = select(func.count()).select_from(A).where(A.c.reviewer_id == me)
         self.lock_item = select(I.c.id).where(I.c.id == bindparam("item")).with_for_update()
         self.active_slots = select(func.count()).select_from(A).where(A.c.item_id == bindparam("item"), holds_slot)
         self.my_assignment = select(A.c.id, A.c.status, A.c.expires_at).where(A.c.item_id == bindparam("item"),
@@ -63,4 +87,4 @@ class ClickSQL:
         self.my_counts = select(RK.c.skipped, func.count()).where(RK.c.reviewer_id == me, RK.c.withdrawn_at.is_(None)) \
             .group_by(RK.c.skipped)
         self.remaining = select(func.count()).select_from(I).where(~closed_by_me, or_(held < overlap, open_by_me),
-                                                                   in_round)
+                                                                   in_round, servable)

@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING, Callable
 
 from sqlalchemy import func, select
 
-from labeling_ui.schema import OPEN, Assignment, Candidate, Demonstration, Flag, Item, Prompt, Ranking, Reviewer
+from labeling_ui.schema import OPEN, Assignment, Candidate, Flag, GoldItem, Item, Prompt, Ranking, Reviewer
 
 if TYPE_CHECKING:
     from labeling_ui.db import Database
 
 
 class StoreReads:
-    """The store's read-outs; LabelStore provides `db`, `clock` and `_in_round()`."""
+    """The store's read-outs; LabelStore provides `db`, `clock`, `_in_round()` and (StoreReviews) `flag_states()`."""
 
     db: "Database"
     clock: Callable[[], datetime]
@@ -49,22 +49,29 @@ class StoreReads:
         return out
 
     def rankings(self) -> list[dict]:
-        """Every active (not withdrawn, not skipped) ranking, oldest first, with its item's texts."""
-        flagged = self.flagged_items()
+        """Every active (not withdrawn, not skipped) ranking, oldest first, with its item's texts.
+
+        `gold`: the item has a known answer; `flag_state`: None, or what became of its flags
+        (StoreReviews.flag_states); `reviewer_disabled`: the account has been disabled since."""
+        flagged, states = self.flagged_items(), self.flag_states()
         with self.db.read() as s:
-            rows = s.execute(select(Ranking, Reviewer.name).join(Reviewer, Reviewer.id == Ranking.reviewer_id)
+            rows = s.execute(select(Ranking, Reviewer.name, Reviewer.disabled)
+                             .join(Reviewer, Reviewer.id == Ranking.reviewer_id)
                              .where(Ranking.withdrawn_at.is_(None), Ranking.skipped.is_(False))
                              .order_by(Ranking.id)).all()
-            items = {i.id: i for i in s.scalars(select(Item).where(Item.id.in_({r.item_id for r, _ in rows})))}
+            item_ids = {r.item_id for r, _, _ in rows}
+            items = {i.id: i for i in s.scalars(select(Item).where(Item.id.in_(item_ids)))}
+            gold = set(s.scalars(select(GoldItem.item_id).where(GoldItem.item_id.in_(item_ids))))
             out = []
-            for r, name in rows:
+            for r, name, disabled in rows:
                 item = items[r.item_id]
                 out.append({"ranking_id": r.uid, "item_id": item.id, "prompt": item.prompt_row.prompt,
                             "answers": [c.text for c in item.candidates],
                             "ended": [bool(c.ended) for c in item.candidates], "ranks": list(r.ranks),
                             "reviewer": name, "round": item.round, "policy": item.policy,
                             "flagged": item.id in flagged, "flags": sorted(set(flagged.get(item.id, []))),
-                            "created_at": r.created_at, "seconds": r.seconds})
+                            "flag_state": states.get(item.id), "gold": item.id in gold,
+                            "reviewer_disabled": bool(disabled), "created_at": r.created_at, "seconds": r.seconds})
         return out
 
     def submissions(self) -> list[dict]:
@@ -74,17 +81,6 @@ class StoreReads:
                                     Ranking.seconds).join(Reviewer, Reviewer.id == Ranking.reviewer_id)
                              .where(Ranking.withdrawn_at.is_(None)).order_by(Ranking.id)).all()
         return [dict(r._mapping) for r in rows]
-
-    def demonstrations(self) -> list[dict]:
-        """Reviewer-written answers from active submissions, as SFT records."""
-        with self.db.read() as s:
-            rows = s.execute(select(Demonstration, Reviewer.name, Item)
-                             .join(Ranking, Ranking.id == Demonstration.ranking_id)
-                             .join(Reviewer, Reviewer.id == Ranking.reviewer_id)
-                             .join(Item, Item.id == Demonstration.item_id)
-                             .where(Ranking.withdrawn_at.is_(None)).order_by(Demonstration.id)).all()
-            return [{"prompt": item.prompt_row.prompt, "completion": d.text, "reviewer": name, "item_id": item.id}
-                    for d, name, item in rows]
 
     def counts(self) -> dict[str, int]:
         with self.db.read() as s:

@@ -2,9 +2,11 @@
 
     prompts ─┬─ items (one prompt's K answers from one round) ── candidates (the K answers)
              │     └─ assignments (item x reviewer: a claim, then done / skipped / released)
-             │            └─ rankings (every submission, kept forever; undo sets withdrawn_at)
-             │                   ├─ flags, comments, demonstrations
-    reviewers ── sessions, login_attempts
+             │     │      └─ rankings (every submission, kept forever; undo sets withdrawn_at)
+             │     │             ├─ flags, comments, demonstrations ── demonstration_reviews
+             │     ├─ gold_items (a known answer: the item checks reviewers and never trains)
+             │     └─ flag_reviews (an admin confirms or clears the flags raised so far)
+    reviewers ── sessions, login_attempts;  audit_log (who did which admin action when)
 
 Reviewers' hours are the expensive part of the pipeline, so nothing a reviewer sent is ever
 deleted: an undone submission is marked withdrawn, and exports read only the active ones.
@@ -18,11 +20,15 @@ from datetime import datetime
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Versions this code opens and upgrades in place: 1 -> 2 only added tables (create_all makes them).
+UPGRADABLE_FROM = ("1",)
 
 # Assignment states. An "open" claim counts toward an item's overlap until it expires.
 OPEN, DONE, SKIPPED, RELEASED = "open", "done", "skipped", "released"
 FLAG_KINDS = ("unsafe", "broken", "off-topic")
+CONFIRMED, CLEARED = "confirmed", "cleared"  # an admin's decision on an item's flags
+APPROVED, REJECTED = "approved", "rejected"  # an admin's decision on a written answer
 
 
 class Base(DeclarativeBase):
@@ -160,3 +166,44 @@ class LoginAttempt(Base):
     client: Mapped[str] = mapped_column(String(64), index=True)
     ok: Mapped[bool] = mapped_column(Boolean)
     at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+class GoldItem(Base):
+    """An item with a known answer: served now and then like any other, scored, never exported for training."""
+
+    __tablename__ = "gold_items"
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), primary_key=True)
+    pairs: Mapped[list] = mapped_column(JSON)  # [[better_position, worse_position], ...] that must hold
+    expected: Mapped[str] = mapped_column(Text)  # as the admin gave it, for people: "ranks 1,2,2,3" / "D last"
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class FlagReview(Base):
+    """An admin's decision on the flags of one item raised up to `last_flag_id`; later flags wait for another."""
+
+    __tablename__ = "flag_reviews"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    decision: Mapped[str] = mapped_column(String(16))  # CONFIRMED (out of training for good) or CLEARED
+    last_flag_id: Mapped[int] = mapped_column(Integer)
+    admin_id: Mapped[int | None] = mapped_column(ForeignKey("reviewers.id"), nullable=True)  # None: the CLI
+    note: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class DemonstrationReview(Base):
+    __tablename__ = "demonstration_reviews"
+    demonstration_id: Mapped[int] = mapped_column(ForeignKey("demonstrations.id"), primary_key=True)
+    decision: Mapped[str] = mapped_column(String(16))  # APPROVED or REJECTED
+    admin_id: Mapped[int | None] = mapped_column(ForeignKey("reviewers.id"), nullable=True)
+    at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(128))  # an admin's name, or "cli:<system user>"
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(Text, default="")
+    detail: Mapped[dict | None] = mapped_column(JSON, nullable=True)

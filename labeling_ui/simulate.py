@@ -48,3 +48,15 @@ def simulate_reviews(store: LabelStore, panel: list[SimulatedReviewer], max_per_
 
 def default_panel(n: int = 3, noise: float = 0.3, disagreement: float = 0.5, seed: int = 0) -> list[SimulatedReviewer]:
     return simulated_panel(n, noise=noise, disagreement=disagreement, seed=seed)
+
+
+def bad_panel(kinds: str, seed: int = 0, noise: float = 0.3) -> list[SimulatedReviewer]:
+    """Bad reviewers for measuring label quality control: "random,adversarial" -> sim-bad-1, sim-bad-2."""
+    from ranktune.errors import InputError
+    from ranktune.gold import bad_reviewer
+
+    names = [k.strip() for k in (kinds or "").split(",") if k.strip()]
+    try:
+        return [bad_reviewer(kind, f"sim-bad-{i + 1}", seed=seed, noise=noise) for i, kind in enumerate(names)]
+    except ValueError as err:
+        raise InputError(str(err), field="bad_reviewers") from None

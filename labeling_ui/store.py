@@ -30,6 +30,7 @@ from labeling_ui.accounts import Accounts
 from labeling_ui.db import Database, sqlite_url, utcnow
 from labeling_ui.queries import ClickSQL
 from labeling_ui.readout import StoreReads
+from labeling_ui.review import StoreReviews
 from labeling_ui.schema import DONE, FLAG_KINDS, OPEN, RELEASED, SKIPPED, Candidate, Item, Prompt, Ranking
 from labeling_ui.tasks import (MAX_COMMENT_CHARS, MAX_DEMONSTRATION_CHARS, TOKEN_RE, Answer, Previous, Progress,
                                SubmitError, Submitted, Task, Turn, UnknownReviewer, answer_label, check_ranks,
@@ -43,13 +44,16 @@ __all__ = ["LabelStore", "SubmitError", "UnknownReviewer", "Task", "Answer", "Pr
            "MAX_DEMONSTRATION_CHARS"]
 
 
-class LabelStore(StoreReads):
+class LabelStore(StoreReads, StoreReviews):
     def __init__(self, url: str, overlap: int = 2, claim_timeout_s: float = 1800, round: int | None = None,
-                 clock: Callable[[], datetime] = utcnow, **account_settings):
+                 clock: Callable[[], datetime] = utcnow, gold_rate: int = 0, **account_settings):
         if overlap < 1:
             raise InputError("must be at least 1", field="overlap")
+        if gold_rate < 0:
+            raise InputError("must be 0 (no gold items served) or more", field="gold_rate")
         self.db = Database(url)
         self.overlap, self.claim_timeout, self.round = overlap, timedelta(seconds=claim_timeout_s), round
+        self.gold_rate = gold_rate  # one claim in gold_rate is a gold item, while the reviewer has one left
         self.clock = clock
         self.sql = ClickSQL(overlap, round)
         self.accounts = Accounts(self.db, clock, **account_settings)
@@ -131,7 +135,10 @@ class LabelStore(StoreReads):
                     continue
             s.execute(q.set_assignment, {"aid": aid, "expires_at": until})
             return self._task(s, aid, item_id, until)
-        # 2. The oldest item with a free slot that this reviewer has not done or skipped.
+        # 2. The oldest item with a free slot that this reviewer has not done or skipped; or, on every
+        # gold_rate-th claim while there is real work left, a gold item they have not seen. Counting
+        # claims (not rankings) keeps a reviewer from dodging gold by skipping.
+        gold_turn = self.gold_rate and (s.execute(q.my_claims, {"me": me}).scalar() + 1) % self.gold_rate == 0
         for item_id in s.execute(q.free_items, {"me": me, "now": now}).scalars().all():
             # Lock the item (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers)
             # and count again: a concurrent claim may have filled it since the query above.
@@ -144,6 +151,10 @@ class LabelStore(StoreReads):
             if s.execute(q.active_slots, {"item": item_id, "now": now}).scalar() >= self.overlap:
                 continue
             claim = {"status": OPEN, "claimed_at": now, "expires_at": until, "closed_at": None}
+            gold = s.execute(q.free_gold, {"me": me}).scalar() if gold_turn else None
+            if gold is not None:  # never assigned to this reviewer before: a new row
+                aid = s.execute(q.new_assignment, {"item_id": gold, "reviewer_id": me, **claim}).inserted_primary_key[0]
+                return self._task(s, aid, gold, until)
             if a is None:
                 aid = s.execute(q.new_assignment, {"item_id": item_id, "reviewer_id": me, **claim}) \
                     .inserted_primary_key[0]

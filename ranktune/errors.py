@@ -15,7 +15,7 @@ class InputError(Exception):
 
     def __init__(self, message: str, path: str | Path | None = None, line: int | None = None,
                  field: str | None = None):
-        self.path, self.line, self.field = path, line, field
+        self.path, self.line, self.field, self.message = path, line, field, message
         where = ""
         if path is not None:
             where = f"{path}"

@@ -53,8 +53,8 @@ def test_export_writes_the_agreed_formats(ranked_store, tmp_path):
     out = tmp_path / "export"
     summary = export(ranked_store, out)
     rankings = read_lines(out / "rankings.jsonl")
-    assert [set(r) for r in rankings] == [{"ranking_id", "prompt", "answers", "ended", "ranks", "reviewer", "round",
-                                           "policy", "flagged"}] * 2
+    assert [set(r) for r in rankings] == [{"ranking_id", "item_id", "prompt", "answers", "ended", "ranks", "reviewer",
+                                           "round", "policy", "flagged", "weight"}] * 2
     assert {r["reviewer"]: r["ranks"] for r in rankings} == {"ann": [1, 1, 2], "ben": [2, 1, 3]}
     assert all(r["answers"] == ["Red.", "Blue.", "Banana."] and r["ended"] == [True, True, False]
                and r["policy"] == "pol-a" and r["round"] == 1
@@ -64,8 +64,14 @@ def test_export_writes_the_agreed_formats(ranked_store, tmp_path):
     assert {(p["chosen"], p["rejected"], p["margin"]) for p in pairs if p["reviewer"] == "ann"} == {
         ("Red.", "Banana.", 1), ("Blue.", "Banana.", 1)}
     assert len(read_preferences(out / "pairs.jsonl")) == len(pairs)  # the pipeline's own reader accepts them
+    assert (out / "demonstrations.jsonl").read_text() == ""  # written answers wait for an admin's approval
+    assert summary["rankings_held_out"]["flagged_waiting_for_review"] == 1 and summary["tied_pairs"] == 1
+    assert summary["demonstrations_held_out"]["unreviewed"] == 1
+    [demo] = ranked_store.demonstration_rows()
+    ranked_store.review_demonstration("boss", demo["id"], "approved")
+    export(ranked_store, out)
     assert read_demonstrations(out / "demonstrations.jsonl") == [{"prompt": "Name a color.", "completion": "Green."}]
-    assert summary["flagged_rankings_left_out"] == 1 and summary["tied_pairs"] == 1
+    assert read_lines(out / "demonstrations.jsonl")[0]["author"] == ranked_store.pseudonym("ann")
 
     import datasets
 

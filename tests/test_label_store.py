@@ -120,8 +120,10 @@ def test_submit_records_ranking_flags_comment_demonstration_in_one_go(tmp_path, 
     [row] = store.rankings()
     assert row["ranks"] == [2, 1, 2] and row["reviewer"] == "ann" and row["flagged"]
     assert row["flags"] == ["off-topic", "unsafe"] and row["seconds"] == 42
-    assert store.demonstrations() == [{"prompt": "prompt 0", "completion": "A better answer.", "reviewer": "ann",
-                                       "item_id": task.item_id}]
+    [demo] = store.demonstration_rows()
+    assert {k: demo[k] for k in ("prompt", "completion", "reviewer", "item_id", "decision")} == {
+        "prompt": "prompt 0", "completion": "A better answer.", "reviewer": "ann", "item_id": task.item_id,
+        "decision": None}  # waits for an admin's review
 
 
 def test_bad_submissions_are_refused_and_change_nothing(tmp_path, clock):
@@ -155,10 +157,20 @@ def test_a_repeated_submit_token_is_idempotent(tmp_path, clock):
 def test_skip_frees_the_slot_for_someone_else_but_not_for_the_skipper(tmp_path, clock):
     store = make_store(tmp_path, clock, n_items=1, overlap=1)
     task = store.next_task("ann")
-    store.skip("ann", task.assignment_id, token="skip-0001", flags=["broken"])
+    store.skip("ann", task.assignment_id, token="skip-0001")
     assert store.next_task("ann") is None
     assert store.next_task("ben").item_id == task.item_id
     assert store.progress("ann").skipped == 1 and store.rankings() == []
+
+
+def test_a_flagged_item_is_served_to_nobody_until_an_admin_clears_it(tmp_path, clock):
+    store = make_store(tmp_path, clock, n_items=1, overlap=2)
+    task = store.next_task("ann")
+    store.skip("ann", task.assignment_id, token="skip-0001", flags=["broken"])
+    assert store.next_task("ben") is None and store.progress("ben").remaining == 0  # held for review
+    assert [q["item_id"] for q in store.flag_queue()] == [task.item_id]
+    store.review_flags("boss", task.item_id, "cleared")
+    assert store.flag_queue() == [] and store.next_task("ben").item_id == task.item_id
 
 
 def test_undo_reopens_only_the_last_submission_with_its_answers(tmp_path, clock):
@@ -174,7 +186,7 @@ def test_undo_reopens_only_the_last_submission_with_its_answers(tmp_path, clock)
     assert reopened.previous.ranks == [3, 2, 1] and reopened.previous.flags == ["broken"]
     assert reopened.previous.comment == "meh" and reopened.previous.demonstration == "Mine."
     assert store.undo_last("ann") is None  # one level only
-    assert [r["item_id"] for r in store.rankings()] == [t1.item_id] and store.demonstrations() == []
+    assert [r["item_id"] for r in store.rankings()] == [t1.item_id] and store.demonstration_rows() == []
     assert store.next_task("ann").item_id == t2.item_id  # the reopened item is the one on screen
     store.submit("ann", reopened.assignment_id, [1, 1, 2], token="tok-two-02")
     assert {r["item_id"]: r["ranks"] for r in store.rankings()} == {t1.item_id: [1, 2, 3], t2.item_id: [1, 1, 2]}
@@ -278,15 +290,15 @@ def test_passwords_are_salted_scrypt_and_never_stored_in_clear(tmp_path, clock):
         store.accounts.add("<b>x</b>", PASSWORD)
 
 
-def test_login_is_rate_limited_per_name_and_per_client(tmp_path, clock):
+def test_login_is_rate_limited_per_name_and_client_and_per_client(tmp_path, clock):
     store = make_store(tmp_path, clock, max_failures=3, max_failures_per_client=5, window_s=600)
     assert store.accounts.login("ann", PASSWORD, "10.0.0.1").name == "ann"
     for _ in range(3):
         with pytest.raises(LoginRefused) as err:
             store.accounts.login("ann", "guess", "10.0.0.1")
         assert not err.value.rate_limited
-    with pytest.raises(LoginRefused) as err:  # locked, even with the right password
-        store.accounts.login("ann", PASSWORD, "10.0.0.2")
+    with pytest.raises(LoginRefused) as err:  # this client is locked out of ann, even with the right password
+        store.accounts.login("ann", PASSWORD, "10.0.0.1")
     assert err.value.rate_limited
     assert store.accounts.login("ben", PASSWORD, "10.0.0.1").name == "ben"  # other names still work
     for name in ("cat", "nobody"):  # two more failures from this client: 5 in all
@@ -297,6 +309,19 @@ def test_login_is_rate_limited_per_name_and_per_client(tmp_path, clock):
     assert err.value.rate_limited
     clock.advance(minutes=11)  # the window passed
     assert store.accounts.login("ann", PASSWORD, "10.0.0.1").name == "ann"
+
+
+def test_a_strangers_failed_logins_under_a_reviewers_name_do_not_lock_the_reviewer_out(tmp_path, clock):
+    """Counted per name alone, five wrong passwords from anywhere locked the name for 15 minutes,
+    again and again: anyone who knew a reviewer's name could keep them from working."""
+    store = make_store(tmp_path, clock, max_failures=5, max_failures_per_client=20, window_s=900)
+    for _ in range(12):  # a stranger, well past the per-name limit
+        with pytest.raises(LoginRefused):
+            store.accounts.login("ann", "guess", "203.0.113.9")
+    with pytest.raises(LoginRefused) as err:
+        store.accounts.login("ann", PASSWORD, "203.0.113.9")
+    assert err.value.rate_limited  # the stranger's own address stays slowed down
+    assert store.accounts.login("ann", PASSWORD, "10.0.0.7").name == "ann"  # ann, from her machine, gets in
 
 
 def test_sessions_expire_and_end(tmp_path, clock):
