@@ -26,11 +26,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from labeling_ui import stats
-from labeling_ui.accounts import ReviewerInfo
-from labeling_ui.export import export
+from labeling_ui import who
+from labeling_ui.admin import build_admin
 from labeling_ui.schema import FLAG_KINDS
 from labeling_ui.store import LabelStore, Progress, SubmitError, Task, Turn, UnknownReviewer, answer_label
+from labeling_ui.text import escape
 
 GUIDELINES = Path(__file__).with_name("guidelines.md")
 STYLE = Path(__file__).with_name("style.css")
@@ -45,14 +45,6 @@ document.addEventListener('keydown', (e) => {
 </script>"""
 FOCUS_FIRST_RANK = "() => { setTimeout(() => document.querySelector('#rank-0 input')?.focus(), 60); }"
 LOST_TICKET = "⚠️ Nothing was saved: this page no longer knows which item it shows. Reload the page."
-
-
-def escape(text: str) -> str:
-    """Model text as inert HTML text: tags, and the template syntax gr.HTML fills in, neutralised."""
-    out = html.escape(text, quote=True)
-    for ch, entity in (("$", "&#36;"), ("{", "&#123;"), ("}", "&#125;"), ("`", "&#96;")):
-        out = out.replace(ch, entity)
-    return out
 
 
 def prompt_html(task: Task | None) -> str:
@@ -97,28 +89,6 @@ def read_ticket(raw, slots: int) -> dict | None:
     return {"assignment_id": aid, "token": token, "k": k}
 
 
-def _username(request: gr.Request) -> str:
-    """The signed-in reviewer's name (from the login session); the store checks it is a live account."""
-    name = getattr(request, "username", None)
-    if not name:
-        raise gr.Error("Not logged in.")
-    return name
-
-
-def _reviewer(store: LabelStore, request: gr.Request) -> ReviewerInfo:
-    user = store.accounts.get(_username(request))
-    if user is None:
-        raise gr.Error("Not logged in.")
-    return user
-
-
-def _admin(store: LabelStore, request: gr.Request) -> ReviewerInfo:
-    user = _reviewer(store, request)
-    if not user.is_admin:
-        raise gr.Error("Admins only.")
-    return user
-
-
 def build_blocks(store: LabelStore, export_dir: Path, guidelines: str | None = None, slots: int = 8) -> gr.Blocks:
     slots = max(slots, store.max_answers(), 2)
     guidelines_md = Path(guidelines).read_text(encoding="utf-8") if guidelines else GUIDELINES.read_text("utf-8")
@@ -129,7 +99,7 @@ def build_blocks(store: LabelStore, export_dir: Path, guidelines: str | None = N
         ticket = gr.Textbox("", visible=False, elem_id="ticket")
         with gr.Row(elem_id="topbar"):
             gr.Markdown("### ranktune · rank the answers", elem_id="title")
-            who = gr.Markdown("", elem_id="who")
+            signed_in = gr.Markdown("", elem_id="who")
             gr.Button("Log out", link="/logout", size="sm", variant="secondary", scale=0, min_width=90)
         with gr.Tabs():
             with gr.Tab("Rank", id="rank"):
@@ -160,15 +130,7 @@ def build_blocks(store: LabelStore, export_dir: Path, guidelines: str | None = N
                     undo = gr.Button("Undo my last submission", elem_id="undo-btn", scale=1)
                 status = gr.Markdown("", elem_id="status")
             with gr.Tab("Admin", id="admin", visible=False) as admin_tab:
-                refresh = gr.Button("Refresh", size="sm", elem_id="admin-refresh")
-                summary = gr.Markdown("", elem_id="admin-summary")
-                table = gr.Dataframe(headers=stats.REVIEWER_COLUMNS, interactive=False, elem_id="admin-table")
-                chart = gr.Plot(label="Throughput", elem_id="admin-plot")
-                with gr.Row():
-                    include_flagged = gr.Checkbox(label="Include flagged items", value=False)
-                    export_btn = gr.Button("Export rankings", variant="primary", elem_id="export-btn")
-                export_msg = gr.Markdown("", elem_id="export-msg")
-                export_files = gr.File(label="Exported files", file_count="multiple", interactive=False)
+                admin_view, admin_outputs = build_admin(store, export_dir)
 
         task_outputs = [ticket, progress, prompt, *columns, *cards, *ranks, flags, comment, better, submit, skip,
                         status]
@@ -197,7 +159,7 @@ def build_blocks(store: LabelStore, export_dir: Path, guidelines: str | None = N
             return [gr.skip()] * (len(task_outputs) - 1) + [message]
 
         def on_load(request: gr.Request):
-            user = _reviewer(store, request)
+            user = who.reviewer(store, request)
             role = " (admin)" if user.is_admin else ""
             turn = store.turn(user.name)
             return [f"Signed in as **{html.escape(user.name)}**{role}", gr.update(visible=user.is_admin),
@@ -224,7 +186,7 @@ def build_blocks(store: LabelStore, export_dir: Path, guidelines: str | None = N
 
         def on_submit(request: gr.Request, *values):
             # Gradio passes the request first, then the inputs: ticket, the rank boxes, flags, comment, answer.
-            name = _username(request)
+            name = who.username(request)
             sent_ticket, *rank_values, flag_values, comment_text, better_text = preprocessed(submit_inputs, values)
             current = read_ticket(sent_ticket, slots)
             if current is None:
@@ -238,7 +200,7 @@ def build_blocks(store: LabelStore, export_dir: Path, guidelines: str | None = N
                                       shown_k=current["k"]))
 
         def on_skip(request: gr.Request, *values):
-            name = _username(request)
+            name = who.username(request)
             sent_ticket, flag_values, comment_text, better_text = preprocessed(skip_inputs, values)
             current = read_ticket(sent_ticket, slots)
             if current is None:
@@ -252,53 +214,21 @@ def build_blocks(store: LabelStore, export_dir: Path, guidelines: str | None = N
                                       shown_k=current["k"]))
 
         def on_undo(request: gr.Request):
-            user = _reviewer(store, request)
+            user = who.reviewer(store, request)
             task = store.undo_last(user.name)
             if task is None:
                 return unchanged("Nothing to undo: you can undo only your latest submission, once.")
             return view(task, store.progress(user.name), "↩️ Your last submission is reopened: change it and submit "
                         "again.")
 
-        def admin_view(request: gr.Request):
-            _admin(store, request)
-            rankings, subs, now = store.rankings(), store.submissions(), store.clock()
-            agree = stats.agreement(rankings)
-            remaining = {r.name: store.progress(r.name).remaining for r in store.accounts.all()}
-            rows = stats.reviewer_table(subs, remaining, agree["per_reviewer"], now)
-            tp, counts = stats.throughput(subs, now), store.counts()
-            fmt = lambda x: "–" if x is None else f"{x:.3f}"  # noqa: E731
-            ranked_by = sum(1 for row in rows if row[1])  # the table also lists reviewers yet to rank anything
-            text = (f"**{counts['items']} items**, {counts['rankings']} rankings by {ranked_by} reviewers, "
-                    f"overlap {store.overlap}; {counts['open_claims']} items on someone's screen now.  \n"
-                    f"Throughput: {tp['last_hour']} in the last hour, {tp['last_day']} in the last day, "
-                    f"{tp['per_hour_overall'] or 0} per hour overall.  \n"
-                    f"Agreement on {agree['items_compared']} items ranked by 2+ reviewers "
-                    f"({agree['reviewer_pairs']} reviewer pairs): pairwise **{fmt(agree['pairwise_agreement'])}**, "
-                    f"Kendall's tau-b **{fmt(agree['kendall_tau'])}**, Krippendorff's alpha (ordinal) "
-                    f"**{fmt(agree['krippendorff_alpha'])}**.")
-            return text, rows, stats.progress_figure(subs)
-
-        def admin_export(request: gr.Request, flagged: bool):
-            _admin(store, request)
-            try:
-                s = export(store, export_dir, include_flagged=flagged)
-            except Exception as err:  # InputError (nothing to export) or a disk problem: show it
-                return f"⚠️ {err}", None
-            files = [str(export_dir / f) for f in ("rankings.jsonl", "pairs.jsonl", "demonstrations.jsonl")]
-            return (f"Exported {s['rankings']} rankings, {s['pairs']} pairs and {s['demonstrations']} written answers "
-                    f"to `{export_dir}` ({s['flagged_rankings_left_out']} flagged rankings left out)."), files
-
         opts = {"api_visibility": "private"}
-        demo.load(on_load, None, [who, admin_tab, *task_outputs], **opts).then(None, js=FOCUS_FIRST_RANK)
+        demo.load(on_load, None, [signed_in, admin_tab, *task_outputs], **opts).then(None, js=FOCUS_FIRST_RANK)
         raw = {"preprocess": False, "postprocess": False}  # done in the handlers: see preprocessed()
         for trigger in [submit.click, *[r.submit for r in ranks]]:
             trigger(on_submit, submit_inputs, task_outputs, **opts, **raw).then(None, js=FOCUS_FIRST_RANK)
         skip.click(on_skip, skip_inputs, task_outputs, **opts, **raw).then(None, js=FOCUS_FIRST_RANK)
         undo.click(on_undo, None, task_outputs, **opts).then(None, js=FOCUS_FIRST_RANK)
-        refresh.click(admin_view, None, [summary, table, chart], api_name="admin_view", api_visibility="undocumented")
-        admin_tab.select(admin_view, None, [summary, table, chart], api_visibility="private")
-        export_btn.click(admin_export, [include_flagged], [export_msg, export_files], api_name="admin_export",
-                         api_visibility="undocumented")
+        admin_tab.select(admin_view, None, admin_outputs, api_visibility="private")
     demo.queue(default_concurrency_limit=8)
     # Gradio recomputes the summary of its monitoring page (a pandas frame of up to 10,000 recent
     # events) after every event, by default: 3-10 ms of the interpreter per click, growing with the

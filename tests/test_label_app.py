@@ -205,13 +205,13 @@ def test_reviewer_cannot_use_admin_handlers_export_or_files(site):
     assert GradioSession(boss).call("on_load")["output"]["data"][1]["visible"] is True
 
     admin_fns = [n for n in session.names() if n.startswith("admin")]
-    assert len(admin_fns) >= 3  # admin_view (button and tab), admin_export
+    assert len(admin_fns) >= 10  # the view, the export, flag and written-answer reviews, disable/enable
     for name in admin_fns:
-        result = session.call(name, [False] if "export" in name else [])
+        result = session.call(name, [None] * session._inputs[name])
         assert result["success"] is False and result["output"]["error"] == "Admins only.", name
         assert "rankings by" not in json.dumps(result)
     for api_name in ("admin_view", "admin_export"):  # the REST form of the same handlers
-        event = ann.post(f"/gradio_api/call/{api_name}", json={"data": [False] if "export" in api_name else []})
+        event = ann.post(f"/gradio_api/call/{api_name}", json={"data": [False, False, None] if "export" in api_name else []})
         stream = ann.get(f"/gradio_api/call/{api_name}/{event.json()['event_id']}")
         assert "event: error" in stream.text and "Admins only." in stream.text and "rankings by" not in stream.text
     assert not site.export_dir.exists()
@@ -220,7 +220,7 @@ def test_reviewer_cannot_use_admin_handlers_export_or_files(site):
     assert "Saved." in json.dumps(session.submit([1, 2, 3, 4]))
     view = GradioSession(boss).call("admin_view")
     assert view["success"] and "1 rankings by 1 reviewers" in view["output"]["data"][0], view
-    summary, _ = (r := GradioSession(boss).call("admin_export", [False]))["output"]["data"]
+    summary, _ = (r := GradioSession(boss).call("admin_export", [False, False, None]))["output"]["data"]
     assert r["success"] and "Exported 1 rankings" in summary, summary
     pairs = site.export_dir.resolve() / "pairs.jsonl"
     assert pairs.is_file()
