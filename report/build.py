@@ -68,9 +68,27 @@ def agreement_section(run: Path) -> str:
             [_td("pairwise agreement"), _td(_num(agree["pairwise_agreement"]), "num")],
             [_td("Kendall's tau-b"), _td(_num(agree["kendall_tau"]), "num")],
             [_td("Krippendorff's alpha (ordinal)"), _td(_num(agree["krippendorff_alpha"]), "num")]]
+    held = {why: n for why, n in (summary.get("rankings_held_out") or {}).items() if n}
+    if held:
+        rows.append([_td("held out of training"),
+                     _td(html.escape(", ".join(f"{n} {why.replace('_', ' ')}" for why, n in held.items())))])
     note = ("<p class='muted'>Simulated reviewers rank by a documented rule (ranktune/gold.py) plus noise and "
             "a personal taste for length, so they disagree the way people do, if less.</p>" if simulated else "")
-    return _table(["", ""], rows) + note
+    return _table(["", ""], rows) + note + reliability_table(summary.get("reliability") or [])
+
+
+def reliability_table(reviewers: list[dict]) -> str:
+    """Each reviewer's reliability as the export estimated it (labeling_ui/reliability.py)."""
+    if not reviewers:
+        return ""
+    rows = [[_td(html.escape(r["reviewer"])), _td(r["rankings"], "num"), _td(_num(r["reliability"]), "num"),
+             _td(_num(r["weight"]), "num"), _td(_num(r["gold_accuracy"]), "num"), _td(_num(r["agreement"]), "num"),
+             _td(html.escape("; ".join(r.get("warnings") or [])))] for r in reviewers]
+    return ("<h3>Reviewer reliability</h3><p class='muted'>Reliability: how often a reviewer's comparisons follow "
+            "the panel's consensus (Crowd-BT; 1 = always, 0.5 = a coin, below = reversed); weight = max(0, 2 x "
+            "reliability - 1), what <code>--label_weighting reliability</code> trains with; agreement: Cohen's kappa "
+            "with the other reviewers' consensus.</p>"
+            + _table(["reviewer", "rankings", "reliability", "weight", "gold accuracy", "agreement", "warnings"], rows))
 
 
 def reward_section(rounds: list[dict]) -> str:

@@ -60,6 +60,7 @@ def test_two_round_loop_and_report(tmp_path, tiny_llama, repo_root, monkeypatch)
     assert text.count("data:image/png;base64,") >= 5  # self-contained: figures inlined
     assert (run / "report" / "proxy_vs_gold.png").stat().st_size > 1000
     assert "Krippendorff" in text and "(simulated)" in text
+    assert "Reviewer reliability" in text and text.count("<td>sim-") >= 3  # the export's reliability table
 
 
 def test_report_escapes_model_text(tmp_path):
