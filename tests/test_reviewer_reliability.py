@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from labeling_ui import reliability as rel
-from labeling_ui.reliability import assess, dense_ranks, neg_log_posterior
+from labeling_ui.crowd_bt import neg_log_posterior
+from labeling_ui.reliability import assess, dense_ranks
 from labeling_ui.stats import agreement as raw_agreement
 from ranktune.gold import BAD_KINDS, SimulatedReviewer, bad_reviewer, gold_score
 
