@@ -64,6 +64,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from labeling_ui.crowd_bt import ETA_PRIOR, fit
+from ranktune.ranks import dense_ranks
 
 ANCHOR_ETA = 1.0           # the gold pseudo-reviewer is right by definition
 ANCHOR_WEIGHT = 4.0        # each expected gold pair counts as four comparisons of it
@@ -359,18 +360,5 @@ def assess(rankings: list[dict], gold_rankings: list[dict] = (), gold: dict[int,
     out.sort(key=lambda v: (v.reliability is None, -(v.reliability or 0.0), v.reviewer))
 
     scores = {it: [float(v) for v in s_hat[offset[n]:offset[n + 1]]] for n, it in enumerate(items)}
-    consensus = {it: dense_ranks(scores[it]) for it in items if len(reviewers_of_item[it]) >= 2}
+    consensus = {it: dense_ranks(scores[it], TIE_TOL) for it in items if len(reviewers_of_item[it]) >= 2}
     return Assessment(out, consensus, scores)
-
-
-def dense_ranks(scores: list[float], tol: float = TIE_TOL) -> list[int]:
-    """Dense ranks (1 = highest score); a score within `tol` of the one above it shares its rank."""
-    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
-    ranks = [0] * len(scores)
-    rank, prev = 0, None
-    for i in order:
-        if prev is None or prev - scores[i] > tol:
-            rank += 1
-        ranks[i] = rank
-        prev = scores[i]
-    return ranks

@@ -24,11 +24,10 @@ from sqlalchemy.orm import Session
 
 from labeling_ui.schema import (APPROVED, CLEARED, CONFIRMED, OPEN, REJECTED, RELEASED, Assignment, AuditEntry,
                                 Candidate, Comment, Demonstration, DemonstrationReview, Flag, FlagReview, GoldItem,
-                                Item, Meta, Prompt, Ranking, Reviewer)
+                                Item, Meta, Ranking, Reviewer)
 from labeling_ui.schema import Session as LoginSession
-from labeling_ui.tasks import SubmitError, answer_label, check_ranks, prompt_key
+from labeling_ui.tasks import SubmitError, answer_label, check_ranks
 from ranktune.errors import InputError
-from ranktune.prompting import prompt_text
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -60,7 +59,7 @@ def gold_pairs(k: int, ranks: Sequence | None = None, worst: int | None = None) 
 
 
 class StoreReviews:
-    """LabelStore provides `db`, `clock`, `add_item` and `claim_timeout`."""
+    """LabelStore provides `db`, `clock` and `_insert_item`."""
 
     db: "Database"
     clock: Callable[[], "datetime"]
@@ -130,26 +129,15 @@ class StoreReviews:
         prompt = rec.get("prompt")
         if not (isinstance(prompt, str) and prompt.strip()) and not isinstance(prompt, list):
             raise InputError("expected text or chat messages", where, field="prompt")
-        answers, now = rec["answers"], self.clock()
+        answers = rec["answers"]
         ended = rec.get("ended", [True] * len(answers))
         if not isinstance(ended, list) or len(ended) != len(answers):
             raise InputError("expected one true/false per answer", where, field="ended")
-        key = prompt_key(prompt)
-        row = s.scalar(select(Prompt).where(Prompt.key == key))
-        if row is None:
-            row = Prompt(key=key, prompt=prompt, text=prompt_text(prompt), created_at=now)
-            s.add(row)
-            s.flush()
-        if s.scalar(select(Item.id).where(Item.prompt_id == row.id, Item.round == GOLD_ROUND)) is not None:
+        item_id = self._insert_item(s, prompt, answers, ended, str(rec.get("policy") or "gold"), GOLD_ROUND,
+                                    self.clock())
+        if item_id is None:
             raise InputError("this prompt already has a gold item", where, field="prompt")
-        policy = str(rec.get("policy") or "gold")
-        item = Item(prompt_id=row.id, round=GOLD_ROUND, policy=policy, created_at=now)
-        s.add(item)
-        s.flush()
-        for i, (text, end) in enumerate(zip(answers, ended)):
-            s.add(Candidate(item_id=item.id, position=i, text=text, policy=policy, round=GOLD_ROUND, ended=bool(end),
-                            created_at=now))
-        return item.id
+        return item_id
 
     def gold(self) -> dict[int, list[tuple[int, int]]]:
         """Gold item id -> the (better, worse) answer positions it asserts."""

@@ -79,26 +79,30 @@ class LabelStore(StoreReads, StoreReviews):
         """Store one prompt's answers as an item of `round`; None if that item exists (a resumed run)."""
         if len(answers) < 2 or len(ended) != len(answers):
             raise InputError("an item needs at least 2 answers, each with its ended flag")
-        key, now = prompt_key(prompt), self.clock()
+        now = self.clock()
+        return self.db.retry(lambda s: self._insert_item(s, prompt, answers, ended, policy, round, now, num_tokens,
+                                                         generation))
 
-        def add(s: Session) -> int | None:
-            row = s.scalar(select(Prompt).where(Prompt.key == key))
-            if row is None:
-                row = Prompt(key=key, prompt=prompt, text=prompt_text(prompt), created_at=now)
-                s.add(row)
-                s.flush()
-            if s.scalar(select(Item.id).where(Item.prompt_id == row.id, Item.round == round)) is not None:
-                return None
-            item = Item(prompt_id=row.id, round=round, policy=policy, created_at=now)
-            s.add(item)
+    @staticmethod
+    def _insert_item(s: Session, prompt: str | list, answers: Sequence[str], ended: Sequence[bool], policy: str,
+                     round: int, now: datetime, num_tokens: Sequence[int] | None = None,
+                     generation: dict | None = None) -> int | None:
+        """The item's rows (its prompt's too, the first time it is asked) in transaction `s`; None if it exists."""
+        key = prompt_key(prompt)
+        row = s.scalar(select(Prompt).where(Prompt.key == key))
+        if row is None:
+            row = Prompt(key=key, prompt=prompt, text=prompt_text(prompt), created_at=now)
+            s.add(row)
             s.flush()
-            for i, (text, end) in enumerate(zip(answers, ended)):
-                s.add(Candidate(item_id=item.id, position=i, text=text, policy=policy, round=round, ended=bool(end),
-                                num_tokens=num_tokens[i] if num_tokens else None, generation=generation,
-                                created_at=now))
-            return item.id
-
-        return self.db.retry(add)
+        if s.scalar(select(Item.id).where(Item.prompt_id == row.id, Item.round == round)) is not None:
+            return None
+        item = Item(prompt_id=row.id, round=round, policy=policy, created_at=now)
+        s.add(item)
+        s.flush()
+        for i, (text, end) in enumerate(zip(answers, ended)):
+            s.add(Candidate(item_id=item.id, position=i, text=text, policy=policy, round=round, ended=bool(end),
+                            num_tokens=num_tokens[i] if num_tokens else None, generation=generation, created_at=now))
+        return item.id
 
     # ---- assignment ------------------------------------------------------------------------
 

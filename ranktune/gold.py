@@ -19,6 +19,8 @@ import random
 import re
 from dataclasses import dataclass, field
 
+from ranktune.ranks import dense_ranks
+
 WORD = re.compile(r"[A-Za-z']+")
 STOPWORDS = frozenset("""a an the and or but if of to in on for with about as at by from into is are was were be been
 being do does did have has had i you he she it we they me my your our their this that these those what which who
@@ -112,16 +114,7 @@ class SimulatedReviewer:
     def rank(self, prompt: str, answers: list[str], ended: list[bool] | None = None) -> list[int]:
         """Dense ranks, 1 = best; answers whose utilities are within `tie_margin` share a rank."""
         ended = ended if ended is not None else [True] * len(answers)
-        utils = [self.utility(prompt, a, e) for a, e in zip(answers, ended)]
-        order = sorted(range(len(answers)), key=lambda i: -utils[i])
-        ranks = [0] * len(answers)
-        rank, prev = 0, None
-        for i in order:
-            if prev is None or prev - utils[i] > self.tie_margin:
-                rank += 1
-            ranks[i] = rank
-            prev = utils[i]
-        return ranks
+        return dense_ranks([self.utility(prompt, a, e) for a, e in zip(answers, ended)], self.tie_margin)
 
 
 def simulated_panel(n: int = 3, noise: float = 0.3, disagreement: float = 0.5, seed: int = 0) -> list[SimulatedReviewer]:

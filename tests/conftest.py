@@ -9,6 +9,7 @@ sys.path.insert(0, str(REPO / "tests"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from pg_helpers import label_load  # noqa: E402
 from tiny_models import make_tiny_model_dir  # noqa: E402
 
 
@@ -27,3 +28,15 @@ def tiny_gpt2(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="module")
+def pg_server():
+    """A real PostgreSQL server on loopback for one test module (Debian's postgresql, as an
+    unprivileged user when run as root, removed afterwards); skipped, with the reason, without it."""
+    load = label_load()
+    if load.pg_bin() is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not installed: apt-get install postgresql")
+    pytest.importorskip("psycopg2", reason="psycopg2 not installed (pip install -e '.[postgres]')")
+    with load.throwaway_postgres() as url:
+        yield url

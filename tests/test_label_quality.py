@@ -4,13 +4,11 @@ it held out and why."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sqlite3
-import sys
-from pathlib import Path
 
 import pytest
+from pg_helpers import empty_database
 
 from labeling_ui.accounts import LoginRefused
 from labeling_ui.db import sqlite_url
@@ -19,35 +17,14 @@ from labeling_ui.store import LabelStore, UnknownReviewer
 from labeling_ui.testing import FakeClock
 from ranktune.errors import InputError
 
-REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse"
-_spec = importlib.util.spec_from_file_location("label_load", REPO / "benchmarks" / "label_load.py")
-load = sys.modules.setdefault("label_load", importlib.util.module_from_spec(_spec))
-if not hasattr(load, "load_run"):
-    _spec.loader.exec_module(load)
-
-
-@pytest.fixture(scope="module")
-def pg_server():
-    if load.pg_bin() is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not installed: apt-get install postgresql")
-    pytest.importorskip("psycopg2", reason="psycopg2 not installed (pip install -e '.[postgres]')")
-    with load.throwaway_postgres() as url:
-        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def url(request, tmp_path):
     if request.param == "sqlite":
         return sqlite_url(tmp_path / "labels.db")
-    from sqlalchemy import create_engine, text
-
-    server = request.getfixturevalue("pg_server")
-    engine = create_engine(server)
-    with engine.begin() as c:
-        c.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    engine.dispose()
-    return server
+    return empty_database(request.getfixturevalue("pg_server"))
 
 
 def make_store(url, n_items=4, k=3, overlap=2, reviewers=("ann", "ben", "cat"), **kw) -> LabelStore:

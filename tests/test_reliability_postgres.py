@@ -7,40 +7,19 @@ Skipped, with the reason, when initdb/pg_ctl or psycopg2 are not installed.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
+from pg_helpers import empty_database, label_load
 
-REPO = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("label_load", REPO / "benchmarks" / "label_load.py")
-load = sys.modules.setdefault("label_load", importlib.util.module_from_spec(_spec))
-if not hasattr(load, "load_run"):
-    _spec.loader.exec_module(load)
-
-
-@pytest.fixture(scope="module")
-def pg_server():
-    if load.pg_bin() is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not installed: apt-get install postgresql")
-    pytest.importorskip("psycopg2", reason="psycopg2 not installed (pip install -e '.[postgres]')")
-    with load.throwaway_postgres() as url:
-        yield url
+load = label_load()
 
 
 @pytest.fixture
 def pg_url(pg_server):
     """The server with an empty database for this test."""
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(pg_server)
-    with engine.begin() as c:
-        c.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    engine.dispose()
-    return pg_server
+    return empty_database(pg_server)
 
 
 def test_load_postgres_every_ranking_exactly_once(pg_url, tmp_path):

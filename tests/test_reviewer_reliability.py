@@ -11,21 +11,15 @@ import pytest
 
 from labeling_ui import reliability as rel
 from labeling_ui.crowd_bt import neg_log_posterior
-from labeling_ui.reliability import assess, dense_ranks
+from labeling_ui.reliability import assess
+from ranktune.ranks import dense_ranks
 from labeling_ui.stats import agreement as raw_agreement
 from ranktune.gold import BAD_KINDS, SimulatedReviewer, bad_reviewer, gold_score
 
 
 def _dense(values, margin=0.05) -> list[int]:
     """Dense ranks by descending value, values within `margin` of the one above sharing a rank."""
-    order = sorted(range(len(values)), key=lambda i: -values[i])
-    ranks, rank, prev = [0] * len(values), 0, None
-    for i in order:
-        if prev is None or prev - values[i] > margin:
-            rank += 1
-        ranks[i] = rank
-        prev = values[i]
-    return ranks
+    return dense_ranks(list(values), margin)
 
 
 def simulate(kinds, n_items=60, k=4, overlap=3, seed=0, noise=0.5, utilities=None, shuffle_shown=False,
@@ -250,7 +244,7 @@ def test_consensus_ties_only_what_everybody_tied():
     assert a.consensus[0] == [1, 1, 2, 3]
     assert a.consensus[1] == [1, 2, 3, 4] and a.consensus[3] == [1, 2, 3, 4], "2 of 3 say 0 beats 1"
     assert 99 not in a.consensus and len(a.scores[99]) == 2, "one reviewer: scores but no consensus"
-    assert dense_ranks([0.5, 0.5 + 1e-9, -1.0]) == [1, 1, 2]
+    assert dense_ranks([0.5, 0.5 + 1e-9, -1.0], 1e-6) == [1, 1, 2]
 
 
 def test_gold_accuracy_by_hand():
