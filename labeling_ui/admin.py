@@ -25,6 +25,7 @@ FLAG_COLUMNS = ["item", "flags", "flagged by", "comments", "prompt"]
 DEMO_COLUMNS = ["id", "item", "reviewer", "prompt", "written answer"]
 ACCOUNT_COLUMNS = ["reviewer", "role", "status"]
 AUDIT_COLUMNS = ["when (UTC)", "who", "action", "target"]
+COMMENT_COLUMNS = ["item", "reviewer", "comment"]
 PRIVATE = {"api_visibility": "private"}
 
 
@@ -99,6 +100,11 @@ def build_admin(store: LabelStore, export_dir: Path):
                 approve = gr.Button("Approve as training data", variant="primary", elem_id="demo-approve", scale=1)
                 reject = gr.Button("Reject", elem_id="demo-reject", scale=1)
             demo_detail = gr.HTML("", elem_id="demo-detail")
+        with gr.Tab("Comments", id="admin-comments"):
+            gr.Markdown("What reviewers wrote about items (exported in `comments.jsonl`). Flags → Show gives an "
+                        "item with its answers.")
+            comment_table = gr.Dataframe(headers=COMMENT_COLUMNS, interactive=False, elem_id="comment-table", wrap=True,
+                                         column_widths=["8%", "14%", "78%"])
         with gr.Tab("Reviewers", id="admin-reviewers"):
             accounts = gr.Dataframe(headers=ACCOUNT_COLUMNS, interactive=False, elem_id="account-table")
             with gr.Row():
@@ -160,8 +166,9 @@ def build_admin(store: LabelStore, export_dir: Path):
                 f"**{fmt(agree['krippendorff_alpha'])}**.")
         flags, flag_text = flag_rows()
         demos, demo_text = demo_rows()
+        comments = [[c["item_id"], c["reviewer"], c["text"]] for c in store.comments()]
         return (text, rows, reliability_rows(store), stats.progress_figure(subs), flags, flag_text, demos, demo_text,
-                account_rows(), audit_rows())
+                comments, account_rows(), audit_rows())
 
     def show_flagged(request: gr.Request, item):
         who.admin(store, request)
@@ -246,7 +253,8 @@ def build_admin(store: LabelStore, export_dir: Path):
                 f"and {s['demonstrations']} approved written answers to `{export_dir}`. Held out: {held or 'nothing'}."
                 + notes), files
 
-    outputs = [summary, table, reliability, chart, flag_table, flag_note, demo_table, demo_note, accounts, audit]
+    outputs = [summary, table, reliability, chart, flag_table, flag_note, demo_table, demo_note, comment_table, accounts,
+               audit]
     refresh.click(overview, None, outputs, api_name="admin_view", api_visibility="undocumented")
     show_flag.click(show_flagged, [flag_item], [flag_detail], api_name="admin_show_flag", **PRIVATE)
     for button, decision in ((confirm, CONFIRMED), (clear, CLEARED)):

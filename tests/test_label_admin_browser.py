@@ -8,7 +8,7 @@ import contextlib
 
 import pytest
 
-from labeling_ui.admin import ACCOUNT_COLUMNS, RELIABILITY_COLUMNS
+from labeling_ui.admin import ACCOUNT_COLUMNS, COMMENT_COLUMNS, RELIABILITY_COLUMNS
 from labeling_ui.db import sqlite_url
 from labeling_ui.server import build_app
 from labeling_ui.store import LabelStore
@@ -118,6 +118,11 @@ def test_a_flag_and_a_written_answer_are_reviewed_from_the_admin_tab(tmp_path, b
         admin.wait_for_selector("#flag-summary :text('0 flagged items wait')")
         assert store.flag_states() == {flagged["item_id"]: "confirmed"}
 
+        admin.get_by_role("tab", name="Comments").click()
+        admin.locator("#comment-table .virtual-row", has_text="looks harmful").wait_for()
+        assert table_rows(admin, "#comment-table", COMMENT_COLUMNS) == [
+            {"item": str(flagged["item_id"]), "reviewer": "kim", "comment": XSS_COMMENT}]
+
         admin.get_by_role("tab", name="Written answers").click()
         [demo] = store.demonstration_rows()
         admin.wait_for_selector("#demo-summary :text('1 written answers wait')")
@@ -129,7 +134,7 @@ def test_a_flag_and_a_written_answer_are_reviewed_from_the_admin_tab(tmp_path, b
         admin.wait_for_selector("#demo-summary :text('0 written answers wait')")
         assert store.demonstration_rows()[0]["decision"] == "approved"
         # Reviewer text reached the admin's page as text, in tables and cards alike, and ran nothing.
-        assert admin.locator("#flag-detail img, #demo-detail script, #flag-table img").count() == 0
+        assert admin.locator("#flag-detail img, #demo-detail script, #flag-table img, #comment-table img").count() == 0
         assert admin.evaluate("typeof window.__xss") == "undefined"
         # Approved, but on an item confirmed unsafe: never SFT data.
         admin.get_by_role("tab", name="Export").click()

@@ -263,4 +263,14 @@ def test_gold_disable_and_export_from_the_command_line(tmp_path, capsys):
     assert summary["rankings"] == 1 and "held out: none" in capsys.readouterr().out
     actions = [(e["action"], e["actor"].startswith("cli")) for e in store.audit_log()]
     assert actions == [("export", True), ("disable-reviewer", True), ("add-gold", True)]
+
+    for i in range(3, 9):
+        store.add_item(f"prompt {i}", ["a", "b", "c"], [True] * 3, "pol", 1)
+    stats = main(["simulate", "--simulated_reviewers", "2", "--bad_reviewers", "adversarial", "--overlap", "3", *common])
+    assert set(stats["per_reviewer"]) == {"sim-1", "sim-2", "sim-bad-1"} and stats["per_reviewer"]["sim-bad-1"] > 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["simulate", "--bad_reviewers", "sloppy", *common])
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: field 'bad_reviewers': ") and "adversarial" in err and "\n" not in err
     store.close()
