@@ -32,27 +32,25 @@ def pick_round(store: LabelStore, policy: str, requested: int | None) -> int:
 
 def sample_answers(model, tokenizer, prompts: list, k: int, args: GenerateArguments):
     """K sampled answers per prompt: (texts, ended, num_tokens), each a list of K per prompt."""
-    import copy
-
     import torch
 
-    from ranktune.sampling import continuous_generate
+    from ranktune.sampling import continuous_generate, sampling_config, stated_config_only
 
     texts = [render_prompt(tokenizer, p) for p in prompts]
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    # the stated settings alone (temperature, top_p), for both engines: not whatever penalties or top-k the
+    # model's own generation_config or transformers' defaults would add
+    config = sampling_config(tokenizer, args.max_new_tokens, args.temperature)
+    config.top_p = args.top_p
     if args.engine == "continuous_batching":
-        config = copy.deepcopy(model.generation_config)  # what generate() would start from, so both engines agree
-        config.update(do_sample=True, temperature=args.temperature, top_p=args.top_p,
-                      max_new_tokens=args.max_new_tokens, eos_token_id=eos, pad_token_id=pad)
         ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
         rows = continuous_generate(model, [x for x in ids for _ in range(k)], config)  # prompt b: rows b*K ..
     else:
         tokenizer.padding_side = "left"
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        with torch.no_grad():
-            out = model.generate(**enc, do_sample=True, temperature=args.temperature, top_p=args.top_p,
-                                 max_new_tokens=args.max_new_tokens, num_return_sequences=k, use_cache=True,
-                                 pad_token_id=pad, eos_token_id=eos)
+        config.num_return_sequences = k
+        with torch.no_grad(), stated_config_only(model, config):
+            out = model.generate(**enc, generation_config=config)
         rows = out[:, enc["input_ids"].shape[1]:].tolist()  # (B*K, T): prompt b's samples are rows b*K .. b*K+K-1
     answers, ended, lengths = [], [], []
     for row in rows:

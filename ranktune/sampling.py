@@ -6,12 +6,13 @@ after their first EOS and right-padded with the pad token (never EOS: see ranktu
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
 
 import torch
 from transformers import GenerationConfig
-from trl.trainer.utils import selective_log_softmax
+from trl.trainer.utils import selective_log_softmax, selective_log_softmax_and_entropy
 
 from ranktune.prompting import render_prompt
 
@@ -21,6 +22,18 @@ ENGINES = ("generate", "continuous_batching")  # generate(): KV cache; transform
 def position_ids_for(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions that skip left padding, as generate() uses them: (B, T) -> (B, T)."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def answer_logprobs(logits: torch.Tensor, responses: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Log-probs (B, R) of the answer tokens (B, R) under logits (B, R, V) at `temperature`, in fp32: the one
+    definition of the old, new, reference and evaluation log-probs, so they are always comparable."""
+    return selective_log_softmax(logits.float() / temperature, responses)
+
+
+def answer_logprobs_and_entropy(logits: torch.Tensor, responses: torch.Tensor, temperature: float
+                                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`answer_logprobs` and the entropy (B, R) of the same tempered distribution."""
+    return selective_log_softmax_and_entropy(logits.float(), responses, False, temperature)
 
 
 def response_mask(responses: torch.Tensor, eos_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,15 +71,40 @@ class Samples:
         return torch.cat([self.query_mask, self.mask], dim=1)
 
     def answers(self, tokenizer) -> list[str]:
-        return tokenizer.batch_decode(self.responses, skip_special_tokens=True)
+        """Each answer's text up to its first EOS, special tokens kept: the reward model's tokenizer reads
+        them back as the same tokens, so it scores what the policy emitted. Skipping them would hide
+        tokens that count in KL and values from the reward: a gap a policy could learn to use."""
+        lengths = (self.mask.sum(1) - self.ended.long()).tolist()
+        return [tokenizer.decode(row[:n], skip_special_tokens=False) for row, n in zip(self.responses.tolist(), lengths)]
 
 
 def sampling_config(tokenizer, max_new_tokens: int, temperature: float) -> GenerationConfig:
-    """Pure sampling at `temperature`: no top-k/top-p, so the log-probs PPO computes with the same
-    temperature are those of the distribution the tokens were really drawn from."""
+    """Pure sampling at `temperature`: no top-k/top-p, no penalties, so the log-probs PPO computes with
+    the same temperature are those of the distribution the tokens were really drawn from. `sample`
+    applies this config alone, not merged into the model's own (see `stated_config_only`)."""
     return GenerationConfig(max_new_tokens=max_new_tokens, min_new_tokens=0, do_sample=True, temperature=temperature,
-                            top_k=0, top_p=1.0, eos_token_id=tokenizer.eos_token_id,
+                            top_k=0, top_p=1.0, typical_p=1.0, epsilon_cutoff=0.0, eta_cutoff=0.0,
+                            repetition_penalty=1.0, encoder_repetition_penalty=1.0, no_repeat_ngram_size=0,
+                            encoder_no_repeat_ngram_size=0, num_beams=1, guidance_scale=1.0,
+                            renormalize_logits=False, eos_token_id=tokenizer.eos_token_id,
                             pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id)
+
+
+@contextlib.contextmanager
+def stated_config_only(model, config: GenerationConfig):
+    """For the block, `config` is the model's own generation_config. generate() fills every field a
+    passed config leaves unset from the model's (a Hub model may ship repetition_penalty 1.05, min_p,
+    no_repeat_ngram_size, suppress_tokens...); those would change the distribution tokens are drawn
+    from but not the raw logits log-probs are read from: silently off-policy."""
+    inner = model
+    while hasattr(inner, "get_base_model") and inner.get_base_model() is not inner:
+        inner = inner.get_base_model()  # peft copies the inner model's config onto itself in generate()
+    saved = inner.generation_config
+    inner.generation_config = config
+    try:
+        yield
+    finally:
+        inner.generation_config = saved
 
 
 def tokenize_prompts(tokenizer, prompts: list, max_prompt_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,15 +129,16 @@ def sample(model, tokenizer, prompts: list, config: GenerationConfig, max_prompt
     config.output_hidden_states = with_hidden
     # the caller hands over whole weights (under DeepSpeed ZeRO-3, gathered), so processes need not step in
     # lockstep: generate()'s ZeRO-3 default would hang an evaluation that runs on one process only
-    out = model.generate(input_ids=queries, attention_mask=query_mask, generation_config=config,
-                         synced_gpus=False)
+    with stated_config_only(model, config):
+        out = model.generate(input_ids=queries, attention_mask=query_mask, generation_config=config,
+                             synced_gpus=False)
     responses = out.sequences[:, queries.shape[1]:]  # (B, R)
     mask, ended = response_mask(responses, tokenizer.eos_token_id)
     responses = responses.masked_fill(mask == 0, tokenizer.pad_token_id)
     logprobs = None
     if with_logprobs:
-        logits = torch.stack(out.logits, dim=1).float()  # (B, R, V) raw, before any logits processor
-        logprobs = selective_log_softmax(logits / config.temperature, responses)
+        logits = torch.stack(out.logits, dim=1)  # (B, R, V) raw, before any logits processor
+        logprobs = answer_logprobs(logits, responses, config.temperature)
     hidden = None
     if with_hidden:
         # step 0 ran over the whole prompt: its last position is the state before answer token 0;
@@ -115,8 +154,7 @@ def response_logprobs(model, samples: Samples, temperature: float) -> torch.Tens
     R = samples.responses.shape[1]
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids_for(attention_mask),
                 use_cache=False, logits_to_keep=R + 1)
-    logits = out.logits[:, :-1].float()  # (B, R, V): position t predicts response token t
-    return selective_log_softmax(logits / temperature, samples.responses)
+    return answer_logprobs(out.logits[:, :-1], samples.responses, temperature)  # position t predicts token t
 
 
 @torch.no_grad()
@@ -139,7 +177,8 @@ def sample_continuous(model, tokenizer, prompts: list, config: GenerationConfig,
 
 def continuous_generate(model, inputs: list[list[int]], config: GenerationConfig) -> list[list[int]]:
     """New tokens for each prompt (token ids, unpadded), in the order given, from `generate_batch`."""
-    results = model.generate_batch(inputs=inputs, generation_config=config, progress_bar=False)
+    with stated_config_only(model, config):
+        results = model.generate_batch(inputs=inputs, generation_config=config, progress_bar=False)
     # request ids are numbered in the order of the inputs
     ordered = sorted(results.values(), key=lambda r: int(r.request_id.rsplit("_", 1)[1]))
     failed = [r.error for r in ordered if r.error]

@@ -10,12 +10,16 @@ and position ids as the full forward, so left padding is handled the same way).
 That is only right for architectures whose forward feeds `inputs_embeds` to the first layer as they
 are (Llama/SmolLM2, Mistral, Qwen2; not GPT-2, which adds position embeddings, nor Gemma, which
 scales them): `enable` checks on a probe batch that the split forward reproduces the full one before
-the trainer uses it, and says why not otherwise.
+the trainer uses it, and says why not otherwise. Models with mixed layer types (Qwen2/3, SmolLM3,
+Gemma2/3) pick layer i's attention mask (and rotary type) as `config.layer_types[i]`, counting from
+the first layer that runs: per-layer config lists are cut with the stack, and the probe is longer
+than the sliding window, so a shift would show.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 
 import torch
@@ -80,11 +84,33 @@ def resume_at(backbone: nn.Module, k: int | None, input_ids: torch.Tensor, hidde
         yield {"input_ids": input_ids}
         return
     name, layers = decoder_layers(backbone)
+    config = backbone.config
     setattr(backbone, name, nn.ModuleList(list(layers)[k:]))  # the same modules: gradients reach them
+    backbone.config = _config_from(config, k, len(layers))
     try:
         yield {"inputs_embeds": hidden}
     finally:
         setattr(backbone, name, layers)
+        backbone.config = config
+
+
+def _config_from(config, k: int, n_layers: int):
+    """A shallow copy of `config` whose per-layer lists (`layer_types`, ...) start at layer k, as the cut stack does."""
+    per_layer = {key: value[k:] for key, value in vars(config).items()
+                 if isinstance(value, (list, tuple)) and len(value) == n_layers and key != "architectures"}
+    if not per_layer:
+        return config
+    cut = copy.copy(config)
+    for key, value in per_layer.items():
+        setattr(cut, key, value)
+    return cut
+
+
+def probe_length(config) -> int:
+    """Tokens in the probe: past the sliding window (where there is one) so a misplaced mask shows."""
+    window = getattr(config, "sliding_window", None) or getattr(config, "attention_chunk_size", None) or 0
+    longest = getattr(config, "max_position_embeddings", None) or 1 << 30
+    return max(12, min(int(window) + 8, longest))
 
 
 @torch.no_grad()
@@ -110,20 +136,26 @@ def enable(trained, pad_token_id: int | None = None) -> str | None:
         return "no frozen layers below the adapters (lora_top_layers covers every layer, or full fine-tuning)"
     device = next(trained.parameters()).device
     vocab = trained.policy.config.vocab_size
-    probe = torch.randint(0, vocab, (2, 12), generator=torch.Generator().manual_seed(0)).to(device)  # (B, T)
+    length = max(probe_length(trained.backbone(role).config) for role in roles)
+    probe = torch.randint(0, vocab, (2, length), generator=torch.Generator().manual_seed(0)).to(device)  # (B, T)
     mask = torch.ones_like(probe)
     mask[1, :4] = 0  # a left-padded prompt
     if pad_token_id is not None:
         probe[1, :4] = pad_token_id
     was_training = trained.training
-    trained.eval()
     trained.split = split
-    try:
-        error = split_error(trained, probe, mask, context_length=6)
+    try:  # in both modes: the PPO epochs run in train mode, the rollout in eval mode
+        error, mode = 0.0, "eval"
+        for mode in ("eval", "train"):
+            trained.train(mode == "train")
+            error = split_error(trained, probe, mask, context_length=length // 2)
+            if not error < TOLERANCE:
+                break
     except Exception as exc:  # an architecture whose forward does not take inputs_embeds this way
         error, why = float("inf"), f"the split forward failed: {type(exc).__name__}: {exc}"
     else:
-        why = f"the split forward differs from the full one by {error:.2g} on a probe batch"
+        why = (f"the split forward differs from the full one by {error:.2g} on a {length}-token probe batch "
+               f"in {mode} mode")
     finally:
         trained.train(was_training)
     if error < TOLERANCE:

@@ -143,6 +143,17 @@ class Roles:
                 yield self.trained.value
 
 
+def _no_dropout(model: nn.Module) -> None:
+    """Every dropout off: the nn.Dropout modules, and the probabilities attention layers keep as plain floats
+    (`attention_dropout` from the config, applied inside the attention kernel in train mode), which
+    `disable_dropout_in_model` does not see."""
+    disable_dropout_in_model(model)
+    for module in model.modules():
+        for name, value in list(vars(module).items()):
+            if "dropout" in name and isinstance(value, float):
+                setattr(module, name, 0.0)
+
+
 def _freeze(model: nn.Module) -> nn.Module:
     model.eval()
     model.requires_grad_(False)
@@ -162,9 +173,31 @@ def _adapter(peft_config, task_type: str, model: nn.Module, top_layers: int):
     return config
 
 
+def _value_head_in_normalised_units(value: nn.Module, gain: float, bias: float) -> None:
+    """Replace the value model's trainable head (W, b) by a biased one computing gain * (W h + b) + bias.
+
+    The returns it learns are in the reward's normalised units (gain * raw + bias); a head copied as it
+    is starts off by a constant (and a scale), which biases every advantage toward the answer's end
+    while value clipping slows the correction (lm-human-preferences folds them the same way). Under
+    LoRA only the trained copy changes: with the adapter off the reward model stays raw."""
+    holder = _unwrapped(value).score
+    adapted = hasattr(holder, "modules_to_save")
+    head = holder.modules_to_save["default"] if adapted else holder
+    folded = nn.Linear(head.in_features, head.out_features, bias=True, device=head.weight.device,
+                       dtype=head.weight.dtype)
+    with torch.no_grad():
+        folded.weight.copy_(gain * head.weight)
+        folded.bias.copy_(bias + (gain * head.bias if head.bias is not None else 0.0))
+    if adapted:
+        holder.modules_to_save["default"] = folded
+    else:
+        _unwrapped(value).score = folded
+
+
 def build_models(policy_spec: str, reward_spec: str, peft_config, value_model: str = "reward",
-                 lora_top_layers: int = 0):
-    """Load and wire up the roles. Returns (PolicyAndValue, Roles, tokenizer, reward tokenizer)."""
+                 lora_top_layers: int = 0, reward_normalization: tuple[float, float] = (1.0, 0.0)):
+    """Load and wire up the roles. Returns (PolicyAndValue, Roles, tokenizer, reward tokenizer).
+    `reward_normalization` (gain, bias): the units the value model starts in, the trainer's scores'."""
     if value_model not in VALUE_MODELS:
         raise InputError(f"must be one of {', '.join(VALUE_MODELS)}, got '{value_model}'", field="value_model")
     policy, tokenizer = load_causal_lm(policy_spec)
@@ -173,7 +206,7 @@ def build_models(policy_spec: str, reward_spec: str, peft_config, value_model: s
         raise InputError("the reward model's tokenizer differs from the policy's, so it cannot read the policy's "
                          "tokens as a value model: set value_model: shared", reward_spec, field="value_model")
     for model in (policy, reward_model):
-        disable_dropout_in_model(model)  # PPO's ratios assume the same function at rollout and update
+        _no_dropout(model)  # PPO's ratios assume the same function at rollout and update
 
     ref_model = None
     if peft_config is None:
@@ -199,5 +232,7 @@ def build_models(policy_spec: str, reward_spec: str, peft_config, value_model: s
 
         # SEQ_CLS: peft keeps the reward head and trains a copy of it as the value head
         value = get_peft_model(reward_model, _adapter(peft_config, "SEQ_CLS", reward_model, lora_top_layers))
+    if value is not None:
+        _value_head_in_normalised_units(value, *reward_normalization)
     trained = PolicyAndValue(policy, value, value_head)
     return trained, Roles(trained, ref_model, frozen_reward), tokenizer, reward_tokenizer

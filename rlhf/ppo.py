@@ -23,13 +23,32 @@ import torch
 from transformers import Trainer, TrainingArguments
 from trl.distributed import DistributedBackend
 from trl.models.utils import unwrap_model_for_generation
-from trl.trainer.utils import selective_log_softmax, selective_log_softmax_and_entropy
 
 from rlhf import layer_cache, ppo_math as M
-from ranktune.sampling import ENGINES, Samples, response_logprobs, sample, sample_continuous, sampling_config
+from ranktune.sampling import (ENGINES, Samples, answer_logprobs, answer_logprobs_and_entropy, response_logprobs,
+                               sample, sample_continuous, sampling_config)
 from ranktune.gold import gold_score
 from ranktune.prompting import prompt_text
 from ranktune.scoring import RewardScorer
+
+
+@dataclass
+class Rollout:
+    """One update's batch on this process: B answers of R tokens, Q prompt tokens, D hidden units."""
+
+    samples: Samples             # prompts; queries (B, Q); responses, mask (B, R); ended (B,)
+    logprobs: torch.Tensor       # (B, R) the sampling policy's log-probs of the answer tokens, at temperature T
+    ref_logprobs: torch.Tensor   # (B, R) the reference's (the SFT policy), at T
+    values: torch.Tensor         # (B, R) the value of the state before each answer token
+    scores: torch.Tensor         # (B,) the reward model's normalised scores, as it gave them
+    answers: list[str]           # the answers as the reward model read them
+    frozen: dict[str, torch.Tensor] | None  # layer cache: states (B, Q + R, D) entering each network's first trained layer
+    # from `PPOTrainer.advantages`:
+    penalised_scores: torch.Tensor | None = None  # (B,) scores less missing_eos_penalty for answers without EOS
+    kl: torch.Tensor | None = None           # (B, R) per-token KL estimate, 0 on padding
+    non_score: torch.Tensor | None = None    # (B, R) -kl_coef * kl
+    advantages: torch.Tensor | None = None   # (B, R) GAE, whitened
+    returns: torch.Tensor | None = None      # (B, R) GAE + values: the value targets
 
 
 @dataclass
@@ -45,8 +64,9 @@ class PPOConfig(TrainingArguments):
     kl_coef: float = field(default=0.05, metadata={"help": "Weight of the per-token KL penalty (initial value if adaptive)."})
     kl_estimator: str = field(default="k1", metadata={"help": "KL estimator in the reward: k1 (log ratio) or k3."})
     target_kl: float | None = field(
-        default=None, metadata={"help": "Adaptive KL (Ziegler et al.): steer kl_coef so the sequence KL tracks this. "
-                                        "None = fixed kl_coef."})
+        default=None, metadata={"help": "Adaptive KL (Ziegler et al.): steer kl_coef so the sequence KL to the "
+                                        "reference tracks this. None = fixed kl_coef. Not CleanRL's / old TRL's "
+                                        "target_kl (stop an update's epochs early once approx-KL passes it)."})
     kl_horizon: int = field(default=10000, metadata={"help": "Adaptive KL horizon, in episodes."})
     missing_eos_penalty: float | None = field(
         default=1.0, metadata={"help": "Subtracted from the score of an answer that never emitted EOS (the EOS trick)."})
@@ -106,10 +126,11 @@ class PPOTrainer(Trainer):
         self.roles, self.tokenizer, self.prompts = roles, processing_class, list(train_prompts)
         self.reward_tokenizer, self.reward_normalization = reward_tokenizer, reward_normalization
         self.reward_max_length, self.ptx_batches = reward_max_length, ptx_batches
-        self.num_updates = max(1, args.total_episodes // (args.local_batch_size * self.accelerator.num_processes))
-        if len(self.prompts) < args.local_batch_size:
-            raise ValueError(f"{len(self.prompts)} training prompts are fewer than the {args.local_batch_size} "
-                             "rollouts of one update")
+        world = self.accelerator.num_processes
+        self.num_updates = max(1, args.total_episodes // (args.local_batch_size * world))
+        if len(self.prompts) < args.local_batch_size * world:
+            raise ValueError(f"{len(self.prompts)} training prompts are fewer than the {args.local_batch_size} x "
+                             f"{world} rollouts of one update")
         self.optimizer_steps = self.num_updates * args.num_ppo_epochs * args.num_mini_batches
         self.create_optimizer_and_scheduler(num_training_steps=self.optimizer_steps)
         if args.target_kl is not None:
@@ -119,7 +140,9 @@ class PPOTrainer(Trainer):
         self.generation_config = sampling_config(processing_class, args.response_length, args.temperature)
         self.samples_log: list[dict] = []
         # the frozen-layer cache: on where a split forward reproduces the full one (rlhf/layer_cache.py)
+        # DeepSpeed and FSDP own the module tree they wrap: the cache cuts a layer stack out of it
         why = ("turned off" if not args.cache_frozen_layers else "DeepSpeed" if self.is_deepspeed_enabled
+               else "FSDP" if getattr(self, "is_fsdp_enabled", False)
                else layer_cache.enable(model, processing_class.pad_token_id))
         self.layer_cache = why is None
         if why:
@@ -127,13 +150,20 @@ class PPOTrainer(Trainer):
 
     # -- data order: a function of the update number alone, so --resume replays the same batches
     def prompts_for(self, update: int) -> list:
-        per_epoch = len(self.prompts) // self.args.local_batch_size
-        epoch, k = divmod(update, per_epoch)
+        """This process's prompts for `update`. Each pass over the prompts is one seeded permutation cut into
+        global batches (every process's share side by side); the N mod global-batch left over go unused in
+        that pass, as with TRL's drop_last loader, so every process gets a full share and no prompt comes
+        twice in a pass."""
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        epoch, k = divmod(update, self.updates_per_pass)
         order = torch.randperm(len(self.prompts), generator=torch.Generator().manual_seed(self.args.seed + epoch))
-        rank = self.accelerator.process_index
-        start = (k * self.accelerator.num_processes + rank) * self.args.local_batch_size % len(self.prompts)
+        start = (k * world + rank) * self.args.local_batch_size
         idx = order[start:start + self.args.local_batch_size].tolist()
         return [self.prompts[i] for i in idx]
+
+    @property
+    def updates_per_pass(self) -> int:
+        return len(self.prompts) // (self.args.local_batch_size * self.accelerator.num_processes)
 
     @contextlib.contextmanager
     def gathered(self):
@@ -146,29 +176,35 @@ class PPOTrainer(Trainer):
 
     # -- 1. rollout
     @torch.no_grad()
-    def rollout(self, prompts: list) -> tuple[Samples, dict[str, torch.Tensor]]:
-        with self.gathered() as model:
+    def rollout(self, prompts: list) -> Rollout:
+        # accelerate puts autocast around the prepared module's forward only; generate(), the value
+        # model and the reference are called on submodules, so without this block the old log-probs
+        # and values would be fp32 while the PPO epochs compute the new ones in bf16 (ratio != 1)
+        with self.gathered() as model, self.accelerator.autocast():
             return self._rollout(model, prompts)
 
-    def _rollout(self, model, prompts: list) -> tuple[Samples, dict[str, torch.Tensor]]:
+    def _rollout(self, model, prompts: list) -> Rollout:
         args = self.args
         model.eval()
         T = args.temperature
-        # with the layer cache, the states (B, T, D) entering each network's first trained layer are
-        # computed once here (`frozen`), for the values, the reference and all PPO epochs
-        if args.generation_engine == "continuous_batching":
-            # the engine returns tokens only: one policy forward gives the old log-probs and values
+        # In fp32, generate() already computed the policy's logits (and, for a shared value head, the hidden
+        # states it reads): the old log-probs and values come from there, saving a forward. Under mixed
+        # precision they come from the training forward itself: generate()'s one-token steps round
+        # differently in bf16 than a full forward, so the ratio would not start at 1.
+        forward = args.generation_engine == "continuous_batching" or self.accelerator.mixed_precision != "no"
+        if args.generation_engine == "continuous_batching":  # the engine returns tokens only
             samples = sample_continuous(model.policy, self.tokenizer, prompts, self.generation_config,
                                         args.max_prompt_length)
-            frozen = model.frozen_hidden(samples.input_ids, samples.attention_mask) if self.layer_cache else None
-            logits, values = model(samples.input_ids, samples.attention_mask, samples.context_length, frozen=frozen)
-            logprobs = selective_log_softmax(logits.float() / T, samples.responses)
         else:
-            # generate() already computed the policy's logits (and, for a shared value head, the hidden
-            # states it reads): the old log-probs and values come from there, not from another forward
             samples = sample(model.policy, self.tokenizer, prompts, self.generation_config, args.max_prompt_length,
-                             with_logprobs=True, with_hidden=model.shared)
-            frozen = model.frozen_hidden(samples.input_ids, samples.attention_mask) if self.layer_cache else None
+                             with_logprobs=not forward, with_hidden=model.shared and not forward)
+        # with the layer cache, the states entering each network's first trained layer are computed once
+        # here, for the values, the reference and all PPO epochs
+        frozen = model.frozen_hidden(samples.input_ids, samples.attention_mask) if self.layer_cache else None
+        if forward:
+            logits, values = model(samples.input_ids, samples.attention_mask, samples.context_length, frozen=frozen)
+            logprobs = answer_logprobs(logits, samples.responses, T)
+        else:
             logprobs = samples.logprobs
             if model.shared:
                 values = model.head_values(samples.hidden)
@@ -179,13 +215,12 @@ class PPOTrainer(Trainer):
             if frozen and self.roles.ref_model is None:  # the reference is the policy, adapter off: same lower layers
                 ref_logits, _ = model(samples.input_ids, samples.attention_mask, samples.context_length,
                                       with_values=False, frozen=frozen)
-                ref_logprobs = selective_log_softmax(ref_logits.float() / T, samples.responses)
+                ref_logprobs = answer_logprobs(ref_logits, samples.responses, T)
             else:
                 ref_logprobs = response_logprobs(reference, samples, T)
         answers = samples.answers(self.tokenizer)
         scores = torch.tensor(self.reward_scores(prompts, answers, samples.ended.tolist()), device=values.device)
-        return samples, {"logprobs": logprobs, "ref_logprobs": ref_logprobs, "values": values.float(),
-                         "scores": scores, "answers": answers, "frozen": frozen}
+        return Rollout(samples, logprobs, ref_logprobs, values.float(), scores, answers, frozen)
 
     def reward_scores(self, prompts: list, answers: list[str], ended: list[bool]) -> list[float]:
         """The reward model's normalised scores, through the same `RewardScorer` every stage uses."""
@@ -195,29 +230,30 @@ class PPOTrainer(Trainer):
             return scorer.score(prompts, answers, ended)
 
     # -- 2 and 3. rewards, advantages
-    def advantages(self, samples: Samples, r: dict) -> dict[str, torch.Tensor]:
-        args, mask = self.args, samples.mask
-        scores = r["scores"].clone()
+    def advantages(self, ro: Rollout) -> None:
+        """Sets the rollout's per-token rewards' parts, advantages and returns."""
+        args, mask = self.args, ro.samples.mask
+        scores = ro.scores.clone()
         if args.missing_eos_penalty is not None:
-            scores[~samples.ended] -= args.missing_eos_penalty
-        kl = M.kl_per_token(r["logprobs"], r["ref_logprobs"], args.kl_estimator) * mask  # (B, R)
+            scores[~ro.samples.ended] -= args.missing_eos_penalty
+        kl = M.kl_per_token(ro.logprobs, ro.ref_logprobs, args.kl_estimator) * mask  # (B, R)
         rewards, non_score = M.shaped_rewards(scores, kl, mask, self.kl_ctl.value)
         # whitening statistics over the global batch, so N processes train as one would
         sum_all = None if self.accelerator.num_processes == 1 else lambda t: self.accelerator.reduce(t, "sum")
         if args.whiten_rewards:
             rewards = M.masked_whiten(rewards, mask, shift_mean=False, sum_all=sum_all)
-        advantages, returns = M.gae(rewards, r["values"], mask, args.gamma, args.lam)
-        advantages = M.masked_whiten(advantages, mask, sum_all=sum_all)
-        return {"scores": scores, "kl": kl, "non_score": non_score, "advantages": advantages, "returns": returns}
+        advantages, returns = M.gae(rewards, ro.values, mask, args.gamma, args.lam)
+        ro.penalised_scores, ro.kl, ro.non_score = scores, kl, non_score
+        ro.advantages, ro.returns = M.masked_whiten(advantages, mask, sum_all=sum_all), returns
 
     # -- 4. PPO epochs
-    def optimize(self, samples: Samples, r: dict, a: dict) -> dict[str, float]:
-        args = self.args
+    def optimize(self, ro: Rollout) -> dict[str, float]:
+        args, samples = self.args, ro.samples
         B = samples.responses.shape[0]
         mini = B // args.num_mini_batches
         micro = args.per_device_train_batch_size
         input_ids, attention_mask, Q = samples.input_ids, samples.attention_mask, samples.context_length
-        frozen = r["frozen"] or {}
+        frozen = ro.frozen or {}
         self.model.train()
         stats: dict[str, list[float]] = {}
         # a DeepSpeed engine divides by its own gradient_accumulation_steps in backward()
@@ -230,11 +266,11 @@ class PPOTrainer(Trainer):
                     mask = samples.mask[idx]
                     logits, values = self.model(input_ids[idx], attention_mask[idx], Q,
                                                 frozen={k: h[idx] for k, h in frozen.items()})
-                    new_logprobs, entropy = selective_log_softmax_and_entropy(
-                        logits.float(), samples.responses[idx], False, args.temperature)
-                    pg_loss, pg = M.policy_loss(new_logprobs, r["logprobs"][idx], a["advantages"][idx], mask,
+                    new_logprobs, entropy = answer_logprobs_and_entropy(logits, samples.responses[idx],
+                                                                        args.temperature)
+                    pg_loss, pg = M.policy_loss(new_logprobs, ro.logprobs[idx], ro.advantages[idx], mask,
                                                 args.cliprange)
-                    vf_loss, vf = M.value_loss(values.float(), r["values"][idx], a["returns"][idx], mask,
+                    vf_loss, vf = M.value_loss(values.float(), ro.values[idx], ro.returns[idx], mask,
                                                args.cliprange_value)
                     loss = pg_loss + args.vf_coef * vf_loss
                     if args.ptx_coef and self.ptx_batches is not None:
@@ -258,7 +294,8 @@ class PPOTrainer(Trainer):
     def ptx_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean next-token NLL of the policy on demonstration answers (labels -100 elsewhere)."""
         policy = self.accelerator.unwrap_model(self.model).policy
-        return policy(**{k: v.to(self.accelerator.device) for k, v in batch.items()}, use_cache=False).loss
+        with self.accelerator.autocast():  # a submodule call: outside the prepared forward's autocast
+            return policy(**{k: v.to(self.accelerator.device) for k, v in batch.items()}, use_cache=False).loss
 
     def step(self, update: int) -> dict[str, float]:
         """One PPO update; returns its metrics."""
@@ -267,27 +304,28 @@ class PPOTrainer(Trainer):
         torch.manual_seed((self.args.seed * 100003 + update) * world + rank)
         start = time.perf_counter()
         prompts = self.prompts_for(update)
-        samples, r = self.rollout(prompts)
+        ro = self.rollout(prompts)
         rollout_s = time.perf_counter() - start
-        a = self.advantages(samples, r)
-        train_stats = self.optimize(samples, r, a)
+        self.advantages(ro)
+        train_stats = self.optimize(ro)
         seconds = time.perf_counter() - start
 
-        mask = samples.mask
-        kl_seq = self._mean((r["logprobs"] - r["ref_logprobs"]).mul(mask).sum(1))
-        k3_seq = self._mean(M.kl_per_token(r["logprobs"], r["ref_logprobs"], "k3").mul(mask).sum(1))
-        non_score = self._mean(a["non_score"].sum(1))
+        mask, ended = ro.samples.mask, ro.samples.ended
+        kl_seq = self._mean((ro.logprobs - ro.ref_logprobs).mul(mask).sum(1))
+        k3_seq = self._mean(M.kl_per_token(ro.logprobs, ro.ref_logprobs, "k3").mul(mask).sum(1))
+        non_score = self._mean(ro.non_score.sum(1))
         tokens = self._mean(mask.sum(1).float())
         # The simulated reviewers' rule-based preference (ranktune.gold): the "gold" reward beside the
         # proxy, meaningful when the labels came from simulated reviewers (Gao et al. 2022).
         gold = torch.tensor([gold_score(prompt_text(p), ans, bool(e))
-                             for p, ans, e in zip(prompts, r["answers"], samples.ended)], device=mask.device)
+                             for p, ans, e in zip(prompts, ro.answers, ended)], device=mask.device)
         metrics = {
-            "objective/scores": self._mean(r["scores"]), "objective/gold": self._mean(gold),
+            "objective/scores": self._mean(ro.scores), "objective/gold": self._mean(gold),
             "objective/kl": kl_seq, "objective/kl_k3": k3_seq,
-            "objective/non_score_reward": non_score, "objective/rlhf_reward": self._mean(a["scores"]) + non_score,
-            "value/explained_variance": M.explained_variance(r["values"], a["returns"], mask),
-            "answers/length": tokens, "answers/ended": self._mean(samples.ended.float()),
+            "objective/non_score_reward": non_score,
+            "objective/rlhf_reward": self._mean(ro.penalised_scores) + non_score,
+            "value/explained_variance": M.explained_variance(ro.values, ro.returns, mask),
+            "answers/length": tokens, "answers/ended": self._mean(ended.float()),
             **train_stats, "kl_coef": self.kl_ctl.value, "lr": self.lr_scheduler.get_last_lr()[0],
             "episodes_per_second": len(prompts) * self.accelerator.num_processes / seconds,
             "tokens_per_second": tokens * len(prompts) * self.accelerator.num_processes / seconds,
@@ -297,7 +335,7 @@ class PPOTrainer(Trainer):
         if self.args.sample_every and update % self.args.sample_every == 0 and self.accelerator.is_main_process:
             self.samples_log.extend({"update": update, "prompt": p, "answer": ans, "score": float(s),
                                      "ended": bool(e)} for p, ans, s, e in
-                                    zip(prompts, r["answers"], r["scores"], samples.ended))
+                                    zip(prompts, ro.answers, ro.scores, ended))
         return metrics
 
     def _mean(self, x: torch.Tensor) -> float:
@@ -311,6 +349,13 @@ class PPOTrainer(Trainer):
         first = 0
         if resume_from is not None:
             first = load_checkpoint(self, resume_from)
+            if self.args.ptx_coef and self.ptx_batches is not None:
+                # the demonstration stream is seeded, not saved: replay it to where the stopped run was
+                # (one batch per micro-batch), so a resumed run trains on the batches it would have
+                args = self.args
+                used = first * args.num_ppo_epochs * args.num_mini_batches * args.gradient_accumulation_steps
+                for _ in range(used):
+                    next(self.ptx_batches)
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
         if self.is_deepspeed_enabled:  # DeepSpeed regroups the parameters (empty groups go): schedule its groups
             self.lr_scheduler = None
@@ -323,7 +368,7 @@ class PPOTrainer(Trainer):
             self.control = self.callback_handler.on_step_begin(self.args, self.state, self.control)
             metrics = self.step(update)
             self.state.global_step = update + 1
-            self.state.epoch = (update + 1) * self.args.local_batch_size / len(self.prompts)
+            self.state.epoch = (update + 1) / self.updates_per_pass  # passes over the prompts, on any world size
             if (update + 1) % max(1, int(self.args.logging_steps)) == 0 or update + 1 == self.num_updates:
                 self.log({k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()})
             if self.args.save_steps and (update + 1) % int(self.args.save_steps) == 0 and update + 1 < self.num_updates:

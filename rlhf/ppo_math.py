@@ -68,6 +68,8 @@ def shaped_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, k
     Returns (rewards, non_score_rewards), both zero where `mask` is 0.
     """
     non_score = -kl_coef * kl * mask  # (B, R)
+    # The score goes on the last real token (the EOS itself when the answer ended), the action it rewards.
+    # Deliberately unlike TRL 1.12, which adds it one position later (on the first padding) when that fits.
     last = mask.sum(dim=1) - 1  # (B,) index of the last real token
     rewards = non_score.clone()
     rewards[torch.arange(len(scores), device=scores.device), last] += scores
@@ -80,6 +82,8 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
 
     The state after the last real token is terminal (value 0); padding contributes nothing.
     """
+    # Masked, deliberately unlike TRL 1.12's GAE over the padded width: padding has no value and no reward,
+    # and the recursion restarts at the last real token, so padding never leaks into an advantage.
     values = values * mask
     rewards = rewards * mask
     R = rewards.shape[1]

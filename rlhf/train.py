@@ -9,6 +9,7 @@ runs/<run>/rlhf/ in one rename.
 
 from __future__ import annotations
 
+import os
 import resource
 import time
 from pathlib import Path
@@ -51,8 +52,9 @@ def main(args: list[str] | None = None) -> Path:
     # Every input is read and checked before a model loads: bad input fails in a second.
     train_prompts, eval_prompts = split_prompts([r["prompt"] for r in read_prompts(script_args.prompts)],
                                                 script_args.eval_fraction, script_args.max_eval_prompts, config.seed)
-    if len(train_prompts) < config.local_batch_size:
-        raise InputError(f"{len(train_prompts)} training prompts, fewer than the {config.local_batch_size} "
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # set by accelerate launch / torchrun
+    if len(train_prompts) < config.local_batch_size * world:
+        raise InputError(f"{len(train_prompts)} training prompts, fewer than the {config.local_batch_size} x {world} "
                          "rollouts of one update", script_args.prompts)
     demos = read_demonstrations(script_args.ptx_data) if script_args.ptx_data and config.ptx_coef else None
     reward_spec = _reward_spec(script_args)
@@ -65,7 +67,7 @@ def main(args: list[str] | None = None) -> Path:
 
     set_seed(config.seed)  # LoRA and value-head initialisation: a rerun is the same run
     trained, roles, tokenizer, reward_tokenizer = build_models(policy_spec, reward_spec, lora_config(model_args),
-                                                               config.value_model, config.lora_top_layers)
+                                                               config.value_model, config.lora_top_layers, (gain, bias))
     ptx = ptx_batches(demos, tokenizer, config.per_device_train_batch_size, 512, config.seed) if demos else None
     # the reward model scores texts cut where it was trained and normalised, never elsewhere
     trainer = PPOTrainer(config, trained, roles, tokenizer, reward_tokenizer, train_prompts, (gain, bias),

@@ -1,6 +1,6 @@
 """test_ppo.py's synthetic PPO task as a script, so `accelerate launch` can run it on N processes.
 
-    [accelerate launch ...] python tests/ppo_synthetic_run.py POLICY REWARD_FOLDER OUT.json PER_PROCESS_BATCH [UPDATES]
+    [accelerate launch ...] python tests/ppo_synthetic_run.py POLICY REWARD_FOLDER OUT.json PER_PROCESS_BATCH [UPDATES [SEED]]
 
 The reward is the share of answer tokens in a liked quarter of the vocabulary. The global batch
 (8 rollouts an update) is the same for any number of processes. The main process writes the
@@ -45,6 +45,7 @@ def empty_weights(model: torch.nn.Module) -> int:
 def main() -> None:
     policy, reward, out, batch = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
     updates = int(sys.argv[5]) if len(sys.argv) > 5 else UPDATES
+    seed = int(sys.argv[6]) if len(sys.argv) > 6 else 3
     torch.manual_seed(0)
     trained, roles, tokenizer, reward_tokenizer = build_models(policy, reward, None, "shared")
     roles.reward_model = CountingReward(torch.arange(40, len(tokenizer), 4), tokenizer.eos_token_id,
@@ -52,7 +53,7 @@ def main() -> None:
     config = PPOConfig(output_dir=str(out.parent / f"{out.stem}-work"), total_episodes=8 * updates,
                        per_device_train_batch_size=batch, response_length=8, learning_rate=1e-2, kl_coef=0.0,
                        missing_eos_penalty=None, temperature=1.0, save_steps=0, logging_steps=1, use_cpu=True,
-                       report_to=[], disable_tqdm=True, seed=3)
+                       report_to=[], disable_tqdm=True, seed=seed)
     prompts = [f"Say something about item {i}" for i in range(16)]
     trainer = PPOTrainer(config, trained, roles, tokenizer, reward_tokenizer, prompts)
     error = whitening_error(trainer.accelerator)

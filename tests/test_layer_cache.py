@@ -113,3 +113,47 @@ def test_no_cache_without_frozen_layers(tiny_llama, reward_folder):
                                                 lora_top_layers=top)
         assert "no frozen layers" in layer_cache.enable(trained, tokenizer.pad_token_id)
         assert trained.split is None
+
+
+@pytest.fixture(scope="module")
+def mixed_layers(tmp_path_factory):
+    """A Qwen2-style policy (and reward model over it) whose top layer uses a 16-token sliding window."""
+    from tiny_models import make_tiny_qwen2_dir
+
+    folder = tmp_path_factory.mktemp("tiny-qwen2")
+    policy = make_tiny_qwen2_dir(folder / "policy", ["full_attention", "sliding_attention"], sliding_window=16)
+    return policy, make_tiny_reward_dir(folder / "rm", policy, {"gain": 1.0, "bias": 0.0})
+
+
+def _mixed_trained(mixed_layers):
+    set_seed(0)
+    policy, reward = mixed_layers
+    trained, _, tokenizer, _ = build_models(str(policy), str(reward), LORA, "reward", lora_top_layers=1)
+    for p in trained.parameters():
+        if p.requires_grad:
+            torch.nn.init.normal_(p, std=0.3)
+    return trained, tokenizer
+
+
+def test_mixed_layer_types_split_forward_equals_the_full_one_past_the_window(mixed_layers):
+    """Qwen2/Gemma-style models pick layer i's mask as config.layer_types[i]: the cut stack must keep
+    each layer's own type, over a sequence longer than the sliding window."""
+    trained, tokenizer = _mixed_trained(mixed_layers)
+    assert layer_cache.enable(trained, tokenizer.pad_token_id) is None
+    ids = torch.randint(0, len(tokenizer), (2, 40), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    mask[1, :7], ids[1, :7] = 0, tokenizer.pad_token_id  # left padding
+    with torch.no_grad():
+        full = trained(ids, mask, 20)
+        split = trained(ids, mask, 20, frozen=trained.frozen_hidden(ids, mask))
+    assert torch.allclose(full[0], split[0], atol=1e-5) and torch.allclose(full[1], split[1], atol=1e-5)
+    assert trained.backbone("policy").config.layer_types == ["full_attention", "sliding_attention"]
+
+
+def test_the_probe_crosses_the_sliding_window(mixed_layers, monkeypatch):
+    """Were the layer types not cut with the stack, the probe must see it (a 12-token probe inside a
+    16-token window did not) and the cache refuse, saying why."""
+    trained, tokenizer = _mixed_trained(mixed_layers)
+    monkeypatch.setattr(layer_cache, "_config_from", lambda config, k, n: config)
+    why = layer_cache.enable(trained, tokenizer.pad_token_id)
+    assert why and "differs" in why and "24-token probe" in why and trained.split is None

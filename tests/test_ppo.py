@@ -131,18 +131,29 @@ def test_lora_roles_share_weights(tiny_llama, reward_folder):
 def test_lora_top_layers_adapts_only_the_last_layers(tiny_llama, reward_folder):
     from peft import LoraConfig
 
+    from rlhf.layer_cache import decoder_layers
+
     lora = LoraConfig(r=4, target_modules="all-linear")
-    trained, _, _, _ = build_models(str(tiny_llama), str(reward_folder), lora, "reward", lora_top_layers=1)
-    for role in (trained.policy, trained.value):
-        adapted = {n.split("layers.")[1].split(".")[0] for n, _ in role.named_parameters() if "lora_" in n}
-        assert adapted == {"1"}, adapted  # the tiny model has layers 0 and 1
-    # one forward and backward: gradients reach the top layer's adapters and stop there
-    ids = torch.tensor([[5, 6, 7, 8, 9]])
-    logits, values = trained(ids, torch.ones_like(ids), 2)
-    (logits.float().mean() + values.mean()).backward()
-    grads = {n for n, p in trained.named_parameters() if p.grad is not None}
-    assert any("layers.1" in n and "lora_" in n for n in grads)
-    assert not any("layers.0" in n for n in grads), "nothing below the adapted layers trains"
+    for top, graph_from in ((1, 1), (0, 0)):  # top 0 (every layer) shows the check below can fail
+        trained, _, _, _ = build_models(str(tiny_llama), str(reward_folder), lora, "reward", lora_top_layers=top)
+        if top:
+            for role in (trained.policy, trained.value):
+                adapted = {n.split("layers.")[1].split(".")[0] for n, _ in role.named_parameters() if "lora_" in n}
+                assert adapted == {"1"}, adapted  # the tiny model has layers 0 and 1
+        # one forward and backward: the graph starts at the first adapted layer, so backward stops there
+        in_graph = {}
+        hooks = [layer.register_forward_hook(
+                     lambda module, args, out, key=(role, i): in_graph.__setitem__(
+                         key, (out[0] if isinstance(out, tuple) else out).requires_grad))
+                 for role in ("policy", "value") for i, layer in enumerate(decoder_layers(trained.backbone(role))[1])]
+        ids = torch.tensor([[5, 6, 7, 8, 9]])
+        logits, values = trained(ids, torch.ones_like(ids), 2)
+        (logits.float().mean() + values.mean()).backward()
+        for hook in hooks:
+            hook.remove()
+        assert in_graph == {(role, i): i >= graph_from for role in ("policy", "value") for i in (0, 1)}, (top, in_graph)
+        grads = {n for n, p in trained.named_parameters() if p.grad is not None}
+        assert any("layers.1" in n and "lora_" in n for n in grads)
 
 
 def test_mean_reward_rises_on_a_synthetic_task(tmp_path, tiny_llama, reward_folder):

@@ -79,13 +79,14 @@ def test_gae_with_gamma_and_lambda_one_is_return_minus_value():
 
 
 def test_masked_whiten_ignores_padding():
-    x = torch.tensor([[1.0, 2.0, 3.0, 100.0]])
+    x = torch.tensor([[1.0, 3.0, 8.0, 100.0]])
     mask = torch.tensor([[1, 1, 1, 0]])
+    std = math.sqrt(((1 - 4) ** 2 + (3 - 4) ** 2 + (8 - 4) ** 2) / 2)  # unbiased, of 1, 3, 8: sqrt(13), not 1
     w = M.masked_whiten(x, mask)
-    assert w[0, :3].tolist() == pytest.approx([-1.0, 0.0, 1.0], abs=1e-4)  # unbiased std of 1,2,3 is 1
+    assert w[0, :3].tolist() == pytest.approx([-3 / std, -1 / std, 4 / std], abs=1e-4)
     assert w[0, 3].item() == 0.0
     kept = M.masked_whiten(x, mask, shift_mean=False)
-    assert kept[0, :3].tolist() == pytest.approx([1.0, 2.0, 3.0], abs=1e-4)
+    assert kept[0, :3].tolist() == pytest.approx([4 - 3 / std, 4 - 1 / std, 4 + 4 / std], abs=1e-4)
 
 
 def test_policy_loss_clips_the_ratio():

@@ -104,3 +104,21 @@ class CountingReward(torch.nn.Module):
         hits = torch.isin(input_ids, self.liked) & (input_ids != self.pad)
         score = hits.float().sum(1, keepdim=True) / 8.0
         return type("Out", (), {"logits": score})
+
+
+def make_tiny_qwen2_dir(folder: str | Path, layer_types: list[str], sliding_window: int, seed: int = 0) -> Path:
+    """A tiny random Qwen2-style causal LM whose layers mix full and sliding-window attention."""
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    torch.manual_seed(seed)
+    folder = Path(folder)
+    tokenizer = make_tokenizer()
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=len(layer_types), num_attention_heads=2, num_key_value_heads=1,
+                         max_position_embeddings=256, use_sliding_window=True, sliding_window=sliding_window,
+                         layer_types=list(layer_types), tie_word_embeddings=True,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
