@@ -18,6 +18,7 @@ from labeling_ui.reliability import assess
 from labeling_ui.schema import APPROVED, CLEARED, CONFIRMED, REJECTED
 from labeling_ui.store import LabelStore, answer_label
 from labeling_ui.text import escape
+from ranktune.errors import InputError
 
 RELIABILITY_COLUMNS = ["reviewer", "rankings", "reliability", "weight", "gold accuracy", "gold pairs",
                        "agreement (kappa)", "median s / item", "ties", "shown order", "warnings"]
@@ -180,20 +181,22 @@ def build_admin(store: LabelStore, export_dir: Path):
                  f'{escape(", ".join(q["flagged_by"]))}</div>')
         return item_html(f"Item #{q['item_id']} · round {q['round']}", q["prompt"], q["answers"], q["comments"], extra)
 
-    def decide_flags(decision: str):
-        def handler(request: gr.Request, item, note):
-            user = who.admin(store, request)
-            if item is None:
-                return (gr.skip(), gr.skip(), "<p class='muted'>Type the item number first.</p>")
-            try:
-                store.review_flags(user.name, int(item), decision, note or "")
-            except Exception as err:  # InputError: no such item, nothing flagged
-                return gr.skip(), gr.skip(), f"<p class='error'>{escape(str(err))}</p>"
-            flags, text = flag_rows()
-            said = "confirmed: out of training" if decision == CONFIRMED else "cleared: counts again"
-            return flags, text, f"<p class='ok'>Item #{int(item)} {said}.</p>"
+    def decision(name: str, apply, queue, missing: str, said: str):
+        """A handler for an admin's decision on one queued thing (its number typed in): apply it, show the
+        queue again. `apply(admin, number, *inputs)`; `queue()` -> (rows, text); `said` has {} for the number."""
 
-        handler.__name__ = f"admin_flags_{decision}"
+        def handler(request: gr.Request, number, *inputs):
+            user = who.admin(store, request)
+            if number is None:
+                return gr.skip(), gr.skip(), f"<p class='muted'>{missing}</p>"
+            try:
+                apply(user.name, int(number), *inputs)
+            except InputError as err:  # no such item or written answer, nothing flagged
+                return gr.skip(), gr.skip(), f"<p class='error'>{escape(str(err))}</p>"
+            rows, text = queue()
+            return rows, text, f"<p class='ok'>{said.format(int(number))}</p>"
+
+        handler.__name__ = name
         return handler
 
     def show_demo_row(request: gr.Request, demo):
@@ -207,21 +210,6 @@ def build_admin(store: LabelStore, export_dir: Path):
                  f'<div class="answer-text written">{escape(d["completion"])}</div>')
         return item_html(f"Item #{d['item_id']}", d["prompt_text"], [], [], extra)
 
-    def decide_demo(decision: str):
-        def handler(request: gr.Request, demo):
-            user = who.admin(store, request)
-            if demo is None:
-                return gr.skip(), gr.skip(), "<p class='muted'>Type the written answer's id first.</p>"
-            try:
-                store.review_demonstration(user.name, int(demo), decision)
-            except Exception as err:
-                return gr.skip(), gr.skip(), f"<p class='error'>{escape(str(err))}</p>"
-            rows, text = demo_rows()
-            return rows, text, f"<p class='ok'>Written answer {int(demo)} {decision}.</p>"
-
-        handler.__name__ = f"admin_demonstration_{decision}"
-        return handler
-
     def set_disabled(disabled: bool):
         def handler(request: gr.Request, name):
             user = who.admin(store, request)
@@ -230,8 +218,8 @@ def build_admin(store: LabelStore, export_dir: Path):
                 return gr.skip(), gr.skip(), "⚠️ You cannot disable your own account here."
             try:
                 store.set_disabled(user.name, name, disabled)
-            except Exception as err:
-                return gr.skip(), gr.skip(), f"⚠️ {err}"
+            except InputError as err:  # no such reviewer
+                return gr.skip(), gr.skip(), f"⚠️ {escape(str(err))}"
             said = "disabled: their sessions are ended" if disabled else "enabled"
             return account_rows(), audit_rows(), f"**{escape(name)}** {said}."
 
@@ -257,12 +245,15 @@ def build_admin(store: LabelStore, export_dir: Path):
                audit]
     refresh.click(overview, None, outputs, api_name="admin_view", api_visibility="undocumented")
     show_flag.click(show_flagged, [flag_item], [flag_detail], api_name="admin_show_flag", **PRIVATE)
-    for button, decision in ((confirm, CONFIRMED), (clear, CLEARED)):
-        fn = decide_flags(decision)
+    for button, verdict, said in ((confirm, CONFIRMED, "Item #{} confirmed: out of training."),
+                                  (clear, CLEARED, "Item #{} cleared: counts again.")):
+        fn = decision(f"admin_flags_{verdict}", lambda admin, item, note, verdict=verdict: store.review_flags(
+            admin, item, verdict, note or ""), flag_rows, "Type the item number first.", said)
         button.click(fn, [flag_item, flag_reason], [flag_table, flag_note, flag_detail], api_name=fn.__name__, **PRIVATE)
     show_demo.click(show_demo_row, [demo_id], [demo_detail], api_name="admin_show_demonstration", **PRIVATE)
-    for button, decision in ((approve, APPROVED), (reject, REJECTED)):
-        fn = decide_demo(decision)
+    for button, verdict in ((approve, APPROVED), (reject, REJECTED)):
+        fn = decision(f"admin_demonstration_{verdict}", lambda admin, demo, verdict=verdict: store.review_demonstration(
+            admin, demo, verdict), demo_rows, "Type the written answer's id first.", f"Written answer {{}} {verdict}.")
         button.click(fn, [demo_id], [demo_table, demo_note, demo_detail], api_name=fn.__name__, **PRIVATE)
     for button, off in ((disable, True), (enable, False)):
         fn = set_disabled(off)
