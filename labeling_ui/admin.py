@@ -39,8 +39,8 @@ def _cut(text: str, n: int = 120) -> str:
     return text if len(text) <= n else text[:n - 1] + "…"
 
 
-def reliability_rows(store: LabelStore) -> list[list]:
-    rankings = store.rankings()
+def reliability_rows(store: LabelStore, rankings: list[dict]) -> list[list]:
+    """The reliability table's rows for `rankings` (store.rankings(), gold items' among them)."""
     assessment = assess([r for r in rankings if not r["gold"]], [r for r in rankings if r["gold"]], store.gold())
     disabled = {name for name, _, off in store.reviewer_names() if off}
     return [[x.reviewer + (" (disabled)" if x.reviewer in disabled else ""), x.rankings, _r(x.reliability),
@@ -168,8 +168,8 @@ def build_admin(store: LabelStore, export_dir: Path):
         flags, flag_text = flag_rows()
         demos, demo_text = demo_rows()
         comments = [[c["item_id"], c["reviewer"], c["text"]] for c in store.comments()]
-        return (text, rows, reliability_rows(store), stats.progress_figure(subs), flags, flag_text, demos, demo_text,
-                comments, account_rows(), audit_rows())
+        return (text, rows, reliability_rows(store, rankings), stats.progress_figure(subs), flags, flag_text, demos,
+                demo_text, comments, account_rows(), audit_rows())
 
     def show_flagged(request: gr.Request, item):
         who.admin(store, request)
