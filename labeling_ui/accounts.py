@@ -76,6 +76,10 @@ class Accounts:
         self.db, self.clock = db, clock
         self.max_failures, self.max_failures_per_client = max_failures, max_failures_per_client
         self.window, self.session_ttl = timedelta(seconds=window_s), timedelta(seconds=session_s)
+        # Counts the changes made through this object that can end sessions (disable, new password):
+        # the server's session cache drops its entries when it moves, so they end at once in this
+        # process. A change from another process (the CLI) reaches the cache within its few seconds.
+        self.changes = 0
 
     def add(self, name: str, password: str, admin: bool = False, update: bool = False) -> ReviewerInfo:
         """Create a reviewer, or with `update` set a new password / admin flag for an existing one."""
@@ -95,6 +99,7 @@ class Accounts:
                 s.add(row)
             else:  # a new password ends the reviewer's open sessions
                 s.execute(delete(Session).where(Session.reviewer_id == row.id))
+                self.changes += 1
             # `disabled` is left as it is: re-enabling is its own, audited action (enable-reviewer).
             row.password_hash, row.is_admin = hashed, admin
             s.flush()

@@ -59,7 +59,7 @@ def gold_pairs(k: int, ranks: Sequence | None = None, worst: int | None = None) 
 
 
 class StoreReviews:
-    """LabelStore provides `db`, `clock` and `_insert_item`."""
+    """LabelStore provides `db`, `clock`, `accounts` and `_insert_item`."""
 
     db: "Database"
     clock: Callable[[], "datetime"]
@@ -291,6 +291,7 @@ class StoreReviews:
             self._audit(s, actor, "disable-reviewer" if disabled else "enable-reviewer", name)
 
         self.db.retry(change)
+        self.accounts.changes += 1  # the server's session cache forgets every login now
 
     def reviewer_names(self) -> list[tuple[str, bool, bool]]:
         """(name, is_admin, disabled) of every account."""

@@ -76,10 +76,14 @@ class SessionCache:
     def __init__(self, store: LabelStore):
         self.store = store
         self._hits: dict[str, tuple[float, ReviewerInfo | None]] = {}
+        self._changes = store.accounts.changes
 
     async def user(self, token: str | None) -> ReviewerInfo | None:
         if not token:
             return None
+        if self._changes != self.store.accounts.changes:  # a reviewer was disabled or got a new password
+            self._hits.clear()
+            self._changes = self.store.accounts.changes
         hit = self._hits.get(token)
         if hit and hit[0] > time.monotonic():
             return hit[1]

@@ -484,3 +484,14 @@ def test_binds_to_loopback_by_default_and_warns_when_exposed_without_tls(tmp_pat
         session_cookie = [v for k, v in r.headers.multi_items() if k == "set-cookie" and SESSION_COOKIE in v]
         assert r.status_code == 303 and "secure" in session_cookie[0].lower()
     store.close()
+
+
+def test_a_disabled_reviewers_session_ends_at_once_despite_the_session_cache(site):
+    """The gate caches a session lookup for a few seconds (a page loads dozens of assets); disabling a
+    reviewer from this server must not leave them those seconds."""
+    site.store.accounts.add("dee", PASSWORD)
+    dee = site.login("dee")
+    assert dee.get("/config").status_code == 200  # the lookup is cached now
+    site.store.set_disabled("boss", "dee")
+    assert dee.get("/config").status_code == 401
+    dee.close()
