@@ -38,6 +38,8 @@ def served(tmp_path, items, **store_kw):
 
 def rank_on_page(page, ranks: list[int]) -> None:
     """Type ranks into the boxes of the item on screen and press Enter, as a reviewer does."""
+    # the new item's boxes come up empty; typing before that update lands would be wiped by it
+    page.wait_for_function("[...document.querySelectorAll('#answers input[type=number]')].every(b => b.value === '')")
     page.click("#rank-0 input")
     for i, rank in enumerate(ranks):
         if i:
