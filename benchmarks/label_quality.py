@@ -228,6 +228,26 @@ def train_args(opts, export_dir: Path, runs_dir: Path, run: str, weighting: str,
     return args
 
 
+def score_published(name: str, final: str, test, threads: int, queue) -> None:
+    """In a child process: score the held-out items with a model an interrupted run of the same condition
+    trained and published (what `reward_rankings.run_setting` does after training), and report as it does."""
+    import torch
+
+    from ranktune.scoring import RewardScorer
+    from reward.evaluate import score_rankings
+
+    torch.set_num_threads(threads)
+    start = time.time()
+    metrics = json.loads((Path(final) / "metrics.json").read_text())
+    scores = score_rankings(RewardScorer.load(final), test, batch_size=16, desc="test")
+    queue.put({"setting": name, "scores": scores, "train_rankings": metrics["train_rankings"],
+               "train_pairs": metrics["train_pairs"], "steps": metrics["global_step"],
+               "train_loss": metrics["train_loss"], "train_seconds": metrics["train_seconds"],
+               "cut": metrics["train_answers_cut_to_max_length"], "threads": threads,
+               "total_seconds": round(time.time() - start, 1), "peak_rss_mib": metrics.get("peak_rss_mib"),
+               "reused_model": True})
+
+
 def run_seed(seed: int, records: list[dict], rankings: list, opts, ctx, log) -> dict:
     from benchmarks.reward_hh import run_in_child
     from benchmarks.reward_rankings import run_setting
@@ -274,7 +294,20 @@ def run_seed(seed: int, records: list[dict], rankings: list, opts, ctx, log) -> 
         if res is not None and res.get("args", args) != args:
             res = None
         if res is None:
-            res, exitcode = run_in_child(ctx, run_setting, (cond, args, test, opts.threads))
+            # A model published by an interrupted run from the same arguments is scored, not trained again:
+            # the arguments are written before training, into a folder emptied first, and the stage
+            # publishes its model in one rename at the end.
+            run_folder, sidecar = folder / "runs" / cond, folder / "runs" / cond / "benchmark_args.json"
+            final = run_folder / "reward"
+            if (final / "metrics.json").is_file() and sidecar.is_file() and json.loads(sidecar.read_text()) == args:
+                log(f"seed {seed} {cond}: scoring the model an interrupted run trained")
+                job = (score_published, (cond, str(final), test, opts.threads))
+            else:
+                shutil.rmtree(run_folder, ignore_errors=True)
+                run_folder.mkdir(parents=True)
+                sidecar.write_text(json.dumps(args) + "\n")
+                job = (run_setting, (cond, args, test, opts.threads))
+            res, exitcode = run_in_child(ctx, *job)
             if exitcode != 0 or res is None:
                 log(f"seed {seed} {cond}: failed (exit code {exitcode})")
                 continue
