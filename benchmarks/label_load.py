@@ -228,9 +228,9 @@ def status_text(msg: dict) -> str:
     return msg["output"]["data"][-1] or ""
 
 
-def submit_data(ticket: str | None, ranks: list[int], slots: int = 8) -> list:
-    # The page's inputs: the ticket of the item on screen, one box per answer slot, flags, comment, answer.
-    return submit_inputs(ticket, ranks, slots)
+def submit_data(ticket: str | None, ranks: list[int]) -> list:
+    # The page's inputs: the ticket of the item on screen, the widget's answer, flags, comment, written answer.
+    return submit_inputs(ticket, ranks)
 
 
 @dataclass

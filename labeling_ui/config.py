@@ -26,6 +26,11 @@ class StoreArguments:
         default=20, metadata={"help": "serve/simulate: one claim in this many is a gold (known-answer) item the "
                                       "reviewer has not seen, while gold items are left (0 = never). Import them "
                                       "with `python -m labeling_ui gold --file`."})
+    shuffle_answers: bool = field(
+        default=True, metadata={"help": "serve/simulate: show each reviewer an item's answers in an order of their own "
+                                        "(drawn once per claim and stored with it), so position bias (people "
+                                        "favour what comes first) does not point the same way for everyone. "
+                                        "false: every reviewer sees the generated order."})
 
 
 @dataclass
@@ -40,6 +45,10 @@ class GenerateArguments:
     max_new_tokens: int = field(default=160, metadata={"help": "Answers longer than this are cut off (and marked so)."})
     batch_size: int = field(default=8, metadata={"help": "Prompts per generate() call (each sampled k times)."})
     seed: int = field(default=0, metadata={"help": "Sampling seed."})
+    question: str = field(
+        default="ranking", metadata={"help": "What reviewers are asked about this round's items: ranking (order the "
+                                           "answers, ties allowed), pairwise (2 answers: which is better and by how "
+                                           "much) or rating (1-7 per answer). See labeling_ui/questions/."})
     engine: str = field(default="generate",
                         metadata={"help": "generate (KV cache) or continuous_batching (transformers' paged engine, "
                                           "for many prompts on a GPU)."})
@@ -76,6 +85,15 @@ class ExportArguments:
                                         "labeling_ui/reliability.py: 1 = agrees with the panel, 0.5 = a coin, "
                                         "below = reverses it) is under this. Reviewers too little overlapped to "
                                         "estimate are kept and named in the summary."})
+    margin_scale: float | None = field(
+        default=None, metadata={"help": "Write a `margin` into pairs.jsonl: this times the pair's strength (pairwise "
+                                        "questions) or rank distance, in reward logits, as TRL's RewardTrainer "
+                                        "subtracts it. Unset: no margin (the distance is in `rank_distance`)."})
+    ratings_as_rankings: bool = field(
+        default=True, metadata={"help": "Rating questions: also export each set of 1-7 scores as the ranking it "
+                                        "implies (higher score = better, equal scores tie) in rankings.jsonl and its "
+                                        "pairs, so the reward model learns from them. The raw scores are always in "
+                                        "ratings.jsonl; false keeps them out of rankings, pairs and consensus."})
 
 
 @dataclass
@@ -109,6 +127,10 @@ class SimulateArguments:
     bad_reviewers: str = field(
         default="", metadata={"help": "simulate: comma-separated kinds of bad reviewers to add to the panel (random, "
                                       "lazy, adversarial, ties), named sim-bad-1, ..."})
+    position_bias: float = field(
+        default=0.0, metadata={"help": "simulate: how much every simulated reviewer favours answers shown early: "
+                                       "the first answer shown gets this much extra utility, the last none "
+                                       "(the gold score's units; reviewer_noise is its noise std)."})
 
 
 ALL = (StoreArguments, GenerateArguments, ServeArguments, ExportArguments, ReviewerArguments, SimulateArguments,

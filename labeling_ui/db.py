@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from labeling_ui.schema import SCHEMA_VERSION, UPGRADABLE_FROM, Base, Meta
+from labeling_ui.schema import SCHEMA_VERSION, UPGRADABLE_FROM, UPGRADE_COLUMNS, Base, Meta
 from ranktune.errors import InputError
 
 T = TypeVar("T")
@@ -93,6 +93,7 @@ class Database:
                 if row is None:
                     s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
                 elif row.value in UPGRADABLE_FROM:
+                    self._add_columns(s)
                     row.value = str(SCHEMA_VERSION)
                 elif row.value != str(SCHEMA_VERSION):
                     raise InputError(f"label store has schema version {row.value}; this code reads "
@@ -100,6 +101,20 @@ class Database:
         except OperationalError as err:
             first = str(err.orig).splitlines()[0] if err.orig else str(err)
             raise InputError(f"cannot open the label store ({first})", self.display()) from None
+
+    def _add_columns(self, s: Session) -> None:
+        """Columns added since an older schema version (UPGRADE_COLUMNS), in the upgrade's transaction."""
+        from sqlalchemy import text
+
+        have = {t: {c["name"] for c in inspect(s.connection()).get_columns(t)} for t in UPGRADE_COLUMNS}
+        for table, names in UPGRADE_COLUMNS.items():
+            for name in names:
+                if name in have[table]:
+                    continue
+                col = Base.metadata.tables[table].c[name]
+                kind = col.type.compile(dialect=s.bind.dialect)
+                default = f" DEFAULT '{col.server_default.arg}' NOT NULL" if col.server_default is not None else ""
+                s.execute(text(f'ALTER TABLE {table} ADD COLUMN {name} {kind}{default}'))
 
     def display(self) -> str:
         """The URL without its password, for messages and logs."""

@@ -71,13 +71,15 @@ class ClickSQL:
                                                                              A.c.reviewer_id == me)
         self.new_assignment = insert(A)
         self.set_assignment = update(A).where(A.c.id == bindparam("aid"))
-        self.item = select(I.c.round, P.c.prompt, P.c.text).join(P, P.c.id == I.c.prompt_id) \
+        self.item = select(I.c.round, P.c.prompt, P.c.text, I.c.question).join(P, P.c.id == I.c.prompt_id) \
             .where(I.c.id == bindparam("item"))
+        self.shown = select(A.c.shown).where(A.c.id == bindparam("aid"))
         self.answers = select(C.c.position, C.c.text, C.c.ended).where(C.c.item_id == bindparam("item")) \
             .order_by(C.c.position)
         # submitting
-        self.lock_assignment = select(A.c.id, A.c.item_id, A.c.reviewer_id, A.c.status, A.c.claimed_at) \
+        self.lock_assignment = select(A.c.id, A.c.item_id, A.c.reviewer_id, A.c.status, A.c.claimed_at, A.c.shown) \
             .where(A.c.id == bindparam("aid")).with_for_update()
+        self.question = select(I.c.question).where(I.c.id == bindparam("item"))
         self.by_token = select(RK.c.uid, RK.c.reviewer_id, RK.c.skipped).where(RK.c.submit_token == bindparam("token"))
         self.answer_count = select(func.count()).select_from(C).where(C.c.item_id == bindparam("item"))
         self.new_ranking = insert(RK)
@@ -86,5 +88,8 @@ class ClickSQL:
         # progress
         self.my_counts = select(RK.c.skipped, func.count()).where(RK.c.reviewer_id == me, RK.c.withdrawn_at.is_(None)) \
             .group_by(RK.c.skipped)
+        self.my_today = select(func.count()).select_from(RK).where(
+            RK.c.reviewer_id == me, RK.c.withdrawn_at.is_(None), RK.c.skipped.is_(False),
+            RK.c.created_at >= bindparam("since", type_=DateTime()))
         self.remaining = select(func.count()).select_from(I).where(~closed_by_me, or_(held < overlap, open_by_me),
                                                                    in_round, servable)

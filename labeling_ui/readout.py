@@ -51,6 +51,8 @@ class StoreReads:
     def rankings(self) -> list[dict]:
         """Every active (not withdrawn, not skipped) ranking, oldest first, with its item's texts.
 
+        `question`/`response`: the question type and its own answer (by candidate position; ranks
+        always hold what it implies); `shown`: the display order it was answered in (positions);
         `gold`: the item has a known answer; `flag_state`: None, or what became of its flags
         (StoreReviews.flag_states); `reviewer_disabled`: the account has been disabled since."""
         flagged, states = self.flagged_items(), self.flag_states()
@@ -71,7 +73,8 @@ class StoreReads:
                             "reviewer": name, "round": item.round, "policy": item.policy,
                             "flagged": item.id in flagged, "flags": sorted(set(flagged.get(item.id, []))),
                             "flag_state": states.get(item.id), "gold": item.id in gold,
-                            "reviewer_disabled": bool(disabled), "created_at": r.created_at, "seconds": r.seconds})
+                            "reviewer_disabled": bool(disabled), "created_at": r.created_at, "seconds": r.seconds,
+                            "question": item.question or "ranking", "response": r.response, "shown": r.shown})
         return out
 
     def submissions(self) -> list[dict]:

@@ -20,9 +20,11 @@ from datetime import datetime
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 2
-# Versions this code opens and upgrades in place: 1 -> 2 only added tables (create_all makes them).
-UPGRADABLE_FROM = ("1",)
+SCHEMA_VERSION = 3
+# Versions this code opens and upgrades in place: 1 -> 2 only added tables (create_all makes them);
+# 2 -> 3 added nullable (or defaulted) columns, which db.py adds with ALTER TABLE (UPGRADE_COLUMNS).
+UPGRADABLE_FROM = ("1", "2")
+UPGRADE_COLUMNS = {"items": ("question",), "assignments": ("shown", "order_seed"), "rankings": ("shown", "response")}
 
 # Assignment states. An "open" claim counts toward an item's overlap until it expires.
 OPEN, DONE, SKIPPED, RELEASED = "open", "done", "skipped", "released"
@@ -60,6 +62,8 @@ class Item(Base):
     round: Mapped[int] = mapped_column(Integer, index=True)
     policy: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    # What reviewers are asked (labeling_ui/questions/): "ranking", "pairwise", "rating"
+    question: Mapped[str] = mapped_column(String(16), default="ranking", server_default="ranking")
     prompt_row: Mapped[Prompt] = relationship()
     candidates: Mapped[list["Candidate"]] = relationship(order_by="Candidate.position")
 
@@ -69,7 +73,7 @@ class Candidate(Base):
     __table_args__ = (UniqueConstraint("item_id", "position"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
-    position: Mapped[int] = mapped_column(Integer)  # 0..K-1, the order reviewers see
+    position: Mapped[int] = mapped_column(Integer)  # 0..K-1, the generated order (reviewers see their own)
     text: Mapped[str] = mapped_column(Text)
     policy: Mapped[str] = mapped_column(Text)
     round: Mapped[int] = mapped_column(Integer)
@@ -100,6 +104,10 @@ class Assignment(Base):
     claimed_at: Mapped[datetime] = mapped_column(DateTime)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
     closed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # The order this reviewer sees the answers in: candidate positions in display order, drawn
+    # from `order_seed` at the first claim and kept for every later claim and undo of the row.
+    shown: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    order_seed: Mapped[int | None] = mapped_column(Integer, nullable=True)
     item: Mapped[Item] = relationship()
 
 
@@ -112,7 +120,11 @@ class Ranking(Base):
     assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id"), index=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
     reviewer_id: Mapped[int] = mapped_column(ForeignKey("reviewers.id"), index=True)
-    ranks: Mapped[list | None] = mapped_column(JSON, nullable=True)  # by candidate position; None = skipped
+    # By candidate position (never by display order); None = skipped. Every question type gives
+    # ranks (a rating's scores, a pairwise choice), which is what agreement and training read.
+    ranks: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    response: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # the question's own answer, by position
+    shown: Mapped[list | None] = mapped_column(JSON, nullable=True)  # the display order it was given in
     skipped: Mapped[bool] = mapped_column(Boolean, default=False)
     # The client's token for this submission: a retried or double-clicked submit finds its row here.
     submit_token: Mapped[str] = mapped_column(String(64), unique=True)

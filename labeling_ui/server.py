@@ -42,7 +42,7 @@ PUBLIC_PATHS = frozenset({"/login", "/logout"})
 ADMIN_ONLY_PREFIXES = ("/gradio_api/file", "/file=", "/file/", "/gradio_api/upload", "/upload",
                        "/gradio_api/monitoring", "/monitoring", "/gradio_api/dev", "/dev/")
 SECURITY_HEADERS = [(b"x-frame-options", b"DENY"), (b"x-content-type-options", b"nosniff"),
-                    (b"referrer-policy", b"same-origin"), (b"content-security-policy", b"frame-ancestors 'none'")]
+                    (b"referrer-policy", b"same-origin"), (b"content-security-policy", b"frame-ancestors 'none'; img-src 'self' data: blob:")]
 CACHE_SECONDS = 5.0  # a session lookup is cached this long (logout clears it at once)
 HASH_IN_PATH = re.compile(r"^/gradio_api/(?:heartbeat|stream)/([^/]+)")
 MAX_JSON_BODY = 4 * 1024**2  # an event's inputs: rank boxes, a comment, at most a written answer

@@ -18,6 +18,8 @@ export and the admin tab in readout.py.
 
 from __future__ import annotations
 
+import random
+import secrets
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,6 +31,7 @@ from sqlalchemy.orm import Session
 from labeling_ui.accounts import Accounts
 from labeling_ui.db import Database, sqlite_url, utcnow
 from labeling_ui.queries import ClickSQL
+from labeling_ui.questions import question as question_type
 from labeling_ui.readout import StoreReads
 from labeling_ui.review import StoreReviews
 from labeling_ui.schema import DONE, FLAG_KINDS, OPEN, RELEASED, SKIPPED, Candidate, Item, Prompt, Ranking
@@ -46,7 +49,8 @@ __all__ = ["LabelStore", "SubmitError", "UnknownReviewer", "Task", "Answer", "Pr
 
 class LabelStore(StoreReads, StoreReviews):
     def __init__(self, url: str, overlap: int = 2, claim_timeout_s: float = 1800, round: int | None = None,
-                 clock: Callable[[], datetime] = utcnow, gold_rate: int = 0, **account_settings):
+                 clock: Callable[[], datetime] = utcnow, gold_rate: int = 0, shuffle: bool = True,
+                 **account_settings):
         if overlap < 1:
             raise InputError("must be at least 1", field="overlap")
         if gold_rate < 0:
@@ -54,6 +58,9 @@ class LabelStore(StoreReads, StoreReviews):
         self.db = Database(url)
         self.overlap, self.claim_timeout, self.round = overlap, timedelta(seconds=claim_timeout_s), round
         self.gold_rate = gold_rate  # one claim in gold_rate is a gold item, while the reviewer has one left
+        # Each (reviewer, item) gets its own answer order: position bias then points a different way
+        # for every reviewer instead of the same way for all (where it would look like agreement).
+        self.shuffle = shuffle
         self.clock = clock
         self.sql = ClickSQL(overlap, round)
         self.accounts = Accounts(self.db, clock, **account_settings)
@@ -75,18 +82,22 @@ class LabelStore(StoreReads, StoreReviews):
     # ---- candidates ------------------------------------------------------------------------
 
     def add_item(self, prompt: str | list, answers: Sequence[str], ended: Sequence[bool], policy: str, round: int,
-                 num_tokens: Sequence[int] | None = None, generation: dict | None = None) -> int | None:
-        """Store one prompt's answers as an item of `round`; None if that item exists (a resumed run)."""
+                 num_tokens: Sequence[int] | None = None, generation: dict | None = None,
+                 question: str = "ranking") -> int | None:
+        """Store one prompt's answers as an item of `round`, asked `question`; None if that item exists."""
         if len(answers) < 2 or len(ended) != len(answers):
             raise InputError("an item needs at least 2 answers, each with its ended flag")
+        unfit = question_type(question).fits(len(answers))
+        if unfit:
+            raise InputError(unfit, field="question")
         now = self.clock()
         return self.db.retry(lambda s: self._insert_item(s, prompt, answers, ended, policy, round, now, num_tokens,
-                                                         generation))
+                                                         generation, question))
 
     @staticmethod
     def _insert_item(s: Session, prompt: str | list, answers: Sequence[str], ended: Sequence[bool], policy: str,
                      round: int, now: datetime, num_tokens: Sequence[int] | None = None,
-                     generation: dict | None = None) -> int | None:
+                     generation: dict | None = None, question: str = "ranking") -> int | None:
         """The item's rows (its prompt's too, the first time it is asked) in transaction `s`; None if it exists."""
         key = prompt_key(prompt)
         row = s.scalar(select(Prompt).where(Prompt.key == key))
@@ -96,7 +107,7 @@ class LabelStore(StoreReads, StoreReviews):
             s.flush()
         if s.scalar(select(Item.id).where(Item.prompt_id == row.id, Item.round == round)) is not None:
             return None
-        item = Item(prompt_id=row.id, round=round, policy=policy, created_at=now)
+        item = Item(prompt_id=row.id, round=round, policy=policy, created_at=now, question=question)
         s.add(item)
         s.flush()
         for i, (text, end) in enumerate(zip(answers, ended)):
@@ -170,18 +181,29 @@ class LabelStore(StoreReads, StoreReviews):
 
     def _task(self, s: Session, assignment_id: int, item_id: int, expires_at: datetime,
               previous: Previous | None = None) -> Task:
-        round, prompt, text = s.execute(self.sql.item, {"item": item_id}).one()
-        answers = [Answer(p, t, bool(e)) for p, t, e in s.execute(self.sql.answers, {"item": item_id})]
-        return Task(assignment_id, item_id, round, prompt, text, answers, expires_at, previous)
+        round, prompt, text, question = s.execute(self.sql.item, {"item": item_id}).one()
+        rows = s.execute(self.sql.answers, {"item": item_id}).all()
+        shown = s.execute(self.sql.shown, {"aid": assignment_id}).scalar()
+        if shown is None or sorted(shown) != list(range(len(rows))):  # a new claim (or one from before v3)
+            seed = secrets.randbelow(2**31) if self.shuffle else None
+            shown = random.Random(seed).sample(range(len(rows)), len(rows)) if self.shuffle else list(range(len(rows)))
+            s.execute(self.sql.set_assignment, {"aid": assignment_id, "shown": shown, "order_seed": seed})
+        answers = [Answer(p, t, bool(e), shown=i) for i, (p, t, e) in enumerate(rows[j] for j in shown)]
+        return Task(assignment_id, item_id, round, prompt, text, answers, expires_at, previous, question or "ranking")
 
     # ---- submissions -----------------------------------------------------------------------
 
     def submit(self, reviewer: str, assignment_id: int, ranks: Sequence | None = None, *, token: str,
-               skip: bool = False, flags: Sequence[str] = (), comment: str = "", demonstration: str = "") -> Submitted:
-        """Record a ranking (or, with `skip`, a skip) of a claimed item, in one transaction."""
+               skip: bool = False, flags: Sequence[str] = (), comment: str = "", demonstration: str = "",
+               reply: dict | None = None) -> Submitted:
+        """Record an answer (or, with `skip`, a skip) of a claimed item, in one transaction.
+
+        The answer is by *shown* index (as Task.answers lists them): `ranks`, or for any question
+        type `reply`, what its `check` takes (labeling_ui/questions/). Stored by candidate position."""
         sent = _checked_submission(token, flags, comment, demonstration)
+        reply = _reply(ranks, reply)
         return self.db.retry(lambda s: self._record(s, self._reviewer_id(s, reviewer), self.clock(), assignment_id,
-                                                    ranks, skip, *sent))
+                                                    reply, skip, *sent))
 
     def skip(self, reviewer: str, assignment_id: int, *, token: str, flags: Sequence[str] = (),
              comment: str = "", demonstration: str = "") -> Submitted:
@@ -190,22 +212,23 @@ class LabelStore(StoreReads, StoreReviews):
 
     def submit_and_next(self, reviewer: str, assignment_id: int, ranks: Sequence | None = None, *, token: str,
                         skip: bool = False, flags: Sequence[str] = (), comment: str = "",
-                        demonstration: str = "") -> Turn:
+                        demonstration: str = "", reply: dict | None = None) -> Turn:
         """`submit`, then `next_task` and `progress`, in one transaction: one click of the page.
 
         Returns what the three calls in a row would; a SubmitError (or any failure) rolls all of it
         back. A repeated token answers `submitted.duplicate` and still hands out the next item.
         """
         sent = _checked_submission(token, flags, comment, demonstration)
+        reply = _reply(ranks, reply)
 
         def click(s: Session) -> Turn:
             me, now = self._reviewer_id(s, reviewer), self.clock()
-            done = self._record(s, me, now, assignment_id, ranks, skip, *sent)
+            done = self._record(s, me, now, assignment_id, reply, skip, *sent)
             return Turn(self._claim(s, me, now), self._progress(s, me, now), done)
 
         return self.db.retry(click)
 
-    def _record(self, s: Session, me: int, now: datetime, assignment_id: int, ranks: Sequence | None, skip: bool,
+    def _record(self, s: Session, me: int, now: datetime, assignment_id: int, reply: dict | None, skip: bool,
                 token: str, flags: list[str], comment: str, demonstration: str) -> Submitted:
         q = self.sql
         # Lock the assignment before looking for the token: a concurrent submit of the same
@@ -221,11 +244,18 @@ class LabelStore(StoreReads, StoreReviews):
         if a.status in (DONE, SKIPPED):
             raise SubmitError("You already submitted this item; use Undo to change your answer.")
         k = s.execute(q.answer_count, {"item": a.item_id}).scalar()
-        checked = None if skip else check_ranks(ranks, k)
+        shown = a.shown if a.shown is not None and sorted(a.shown) == list(range(k)) else list(range(k))
+        ranks = response = None
+        if not skip:
+            question = question_type(s.execute(q.question, {"item": a.item_id}).scalar() or "ranking")
+            checked = question.check(reply or {}, k)
+            ranks, response = _by_position(checked.ranks, shown), checked.response
+            for key in question.per_answer:
+                response = {**response, key: _by_position(response[key], shown)}
         uid = uuid.uuid4().hex
         row_id = s.execute(q.new_ranking, {
             "uid": uid, "assignment_id": a.id, "item_id": a.item_id, "reviewer_id": me,
-            "ranks": checked, "skipped": skip, "submit_token": token,
+            "ranks": ranks, "response": response, "shown": shown, "skipped": skip, "submit_token": token,
             "seconds": (now - a.claimed_at).total_seconds(), "created_at": now, "withdrawn_at": None,
         }).inserted_primary_key[0]
         on_row = {"ranking_id": row_id, "item_id": a.item_id}
@@ -255,7 +285,7 @@ class LabelStore(StoreReads, StoreReviews):
             a.status, a.claimed_at, a.expires_at, a.closed_at = OPEN, now, now + self.claim_timeout, None
             previous = Previous(last.ranks, last.skipped, sorted(f.kind for f in last.flags),
                                 "\n".join(c.text for c in last.comments),
-                                "\n".join(d.text for d in last.demonstrations))
+                                "\n".join(d.text for d in last.demonstrations), last.response)
             s.flush()
             return self._task(s, a.id, a.item_id, a.expires_at, previous)
 
@@ -268,7 +298,23 @@ class LabelStore(StoreReads, StoreReviews):
     def _progress(self, s: Session, me: int, now: datetime) -> Progress:
         counts = {bool(skipped): n for skipped, n in s.execute(self.sql.my_counts, {"me": me})}
         remaining = s.execute(self.sql.remaining, {"me": me, "now": now}).scalar()
-        return Progress(counts.get(False, 0), counts.get(True, 0), remaining)
+        since = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        today = s.execute(self.sql.my_today, {"me": me, "since": since}).scalar()
+        return Progress(counts.get(False, 0), counts.get(True, 0), remaining, today)
+
+
+def _reply(ranks: Sequence | None, reply: dict | None) -> dict | None:
+    if reply is not None and not isinstance(reply, dict):
+        raise SubmitError("Nothing was saved: the page sent no answer it could read. Reload the page.")
+    return reply if reply is not None else ({"ranks": list(ranks)} if ranks is not None else None)
+
+
+def _by_position(by_shown: Sequence, shown: Sequence[int]) -> list:
+    """Values listed in display order (shown[i] is the candidate shown i-th), by candidate position."""
+    out = [None] * len(shown)
+    for i, position in enumerate(shown):
+        out[position] = by_shown[i]
+    return out
 
 
 def _checked_submission(token: str, flags: Sequence[str], comment: str, demonstration: str) -> tuple:

@@ -55,29 +55,32 @@ def check_ranks(ranks: Sequence, k: int) -> list[int]:
 
 @dataclass(frozen=True)
 class Answer:
-    position: int
+    position: int  # the candidate's place in the item (what the store and the export index by)
     text: str
     ended: bool  # the model stopped by itself (EOS), rather than being cut off
+    shown: int | None = None  # where this reviewer sees it (0 = first, "A"); None: at `position`
 
     @property
     def label(self) -> str:
-        return answer_label(self.position)
+        return answer_label(self.position if self.shown is None else self.shown)
 
 
 @dataclass(frozen=True)
 class Previous:
     """What the reviewer sent last time for a task reopened by undo."""
 
-    ranks: list[int] | None
+    ranks: list[int] | None  # by candidate position, as stored
     skipped: bool
     flags: list[str] = field(default_factory=list)
     comment: str = ""
     demonstration: str = ""
+    response: dict | None = None  # the question type's own answer, by candidate position
 
 
 @dataclass(frozen=True)
 class Task:
-    """One item claimed by one reviewer: rank `answers` for `prompt`."""
+    """One item claimed by one reviewer: answer `question` about `answers` (in the order this
+    reviewer is shown them) for `prompt`."""
 
     assignment_id: int
     item_id: int
@@ -87,6 +90,11 @@ class Task:
     answers: list[Answer]
     expires_at: datetime
     previous: Previous | None = None
+    question: str = "ranking"
+
+    def by_shown(self, by_position: Sequence) -> list:
+        """Values indexed by candidate position, reordered as shown on this reviewer's page."""
+        return [by_position[a.position] for a in self.answers]
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,7 @@ class Progress:
     done: int
     skipped: int
     remaining: int  # items this reviewer may still be given (including the one on screen)
+    today: int = 0  # submissions (not skips) since midnight UTC
 
     @property
     def total(self) -> int:

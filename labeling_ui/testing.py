@@ -100,11 +100,19 @@ def ticket_in(msg: dict, name: str) -> str | None:
     return value if isinstance(value, str) else None  # {"__type__": "update"} (gr.skip) keeps the old one
 
 
-def submit_inputs(ticket: str | None, ranks: list, slots: int = 8, flags=(), comment: str = "",
-                  better: str = "") -> list:
-    """on_submit's inputs as the page sends them: the ticket, one rank box per answer slot (empty past
-    the item's answers), the flags, the comment and the written answer."""
-    return [ticket, *ranks, *[None] * (slots - len(ranks)), list(flags), comment, better]
+def submit_inputs(ticket: str | None, ranks: list | None = None, flags=(), comment: str = "", better: str = "",
+                  reply: dict | None = None) -> list:
+    """on_submit's inputs as the page sends them: the ticket, the widget's answer (JSON, by shown
+    index, naming the item's assignment as widget.js does: {"ranks": ...} or `reply`), the flags,
+    the comment and the written answer."""
+    import json
+
+    try:
+        aid = json.loads(ticket)["assignment_id"] if ticket else None
+    except (ValueError, TypeError, KeyError):
+        aid = None
+    answer = dict(reply) if reply is not None else {"ranks": list(ranks or [])}
+    return [ticket, json.dumps({"assignment_id": aid, **answer}), list(flags), comment, better]
 
 
 class GradioSession:
@@ -137,14 +145,11 @@ class GradioSession:
         self.fn_index("on_load")
         return sorted(self._fns)
 
-    def slots(self) -> int:
-        """The page's rank boxes: on_submit's inputs less the ticket, flags, comment and written answer."""
-        self.fn_index("on_submit")
-        return self._inputs["on_submit"] - 4
-
-    def submit(self, ranks: list, flags=(), comment: str = "", better: str = "") -> dict:
-        """Submit ranks for the item on screen, as the page does (its ticket included)."""
-        return self.call("on_submit", submit_inputs(self.ticket, ranks, self.slots(), flags, comment, better))
+    def submit(self, ranks: list | None = None, flags=(), comment: str = "", better: str = "",
+               reply: dict | None = None) -> dict:
+        """Submit an answer (ranks by shown index, or a question's `reply`) for the item on screen, as
+        the page does (its ticket included)."""
+        return self.call("on_submit", submit_inputs(self.ticket, ranks, flags, comment, better, reply))
 
     def skip(self, flags=(), comment: str = "", better: str = "") -> dict:
         return self.call("on_skip", [self.ticket, list(flags), comment, better])

@@ -7,6 +7,7 @@ submit lands on its own item, never the next; a bad or foreign ticket saves noth
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import re
 import sqlite3
@@ -266,7 +267,7 @@ def test_reviewer_cannot_see_another_reviewers_labels(site):
 @contextlib.contextmanager
 def two_items(tmp_path, reviewers=("ann",), overlap=1):
     """A fresh store with items "first prompt" and "second prompt" (4 answers each), served; yields (base, store)."""
-    store = LabelStore(sqlite_url(tmp_path / "labels.db"), overlap=overlap)
+    store = LabelStore(sqlite_url(tmp_path / "labels.db"), overlap=overlap, shuffle=False)
     for prompt in ("first prompt", "second prompt"):
         store.add_item(prompt, [f"{prompt} answer {j}" for j in range(4)], [True] * 4, "pol", 1)
     for name in reviewers:
@@ -288,8 +289,9 @@ def ranked(store) -> dict[str, list]:
 
 
 def status_of(msg: dict) -> str:
+    """The status line's text (it is HTML: an icon and the words)."""
     assert msg["success"], msg
-    return msg["output"]["data"][-1]
+    return html.unescape(re.sub(r"<[^>]+>", "", msg["output"]["data"][-1] or ""))
 
 
 def prompt_of(msg: dict, name: str) -> str:
@@ -305,14 +307,14 @@ def test_a_retry_after_a_lost_reply_never_lands_on_the_next_item(tmp_path, actio
         page = GradioSession(c)
         assert "first prompt" in prompt_of(page.call("on_load"), "on_load")
         if action == "submit":
-            name, data = "on_submit", submit_inputs(page.ticket, [2, 1, 4, 3], page.slots())
+            name, data = "on_submit", submit_inputs(page.ticket, [2, 1, 4, 3])
         else:
             name, data = "on_skip", [page.ticket, [], "", ""]
         first = page.call(name, data)
-        assert status_of(first).startswith("✅ Saved." if action == "submit" else "Skipped.")
+        assert status_of(first).startswith("Saved." if action == "submit" else "Skipped.")
         assert "second prompt" in prompt_of(first, name)
         retry = page.call(name, data)  # the same ticket and ranks, as the page sends them again
-        assert status_of(retry).startswith("✅ Already saved." if action == "submit" else "Already skipped.")
+        assert status_of(retry).startswith("Already saved." if action == "submit" else "Already skipped.")
         assert "second prompt" in prompt_of(retry, name)  # the retry's reply shows the next item...
         if action == "submit":  # ...and nothing landed on it
             assert ranked(store) == {"first prompt": [[2, 1, 4, 3]], "skipped": []}
@@ -332,7 +334,7 @@ def test_a_missing_or_malformed_ticket_saves_nothing_and_says_so(tmp_path, ticke
         assert http_login(c, "ann", PASSWORD).status_code == 303
         page = GradioSession(c)
         page.call("on_load")
-        for name, data in (("on_submit", submit_inputs(ticket, [1, 2, 3, 4], page.slots())),
+        for name, data in (("on_submit", submit_inputs(ticket, [1, 2, 3, 4])),
                            ("on_skip", [ticket, [], "", ""])):
             msg = page.call(name, data)
             assert "Nothing was saved" in status_of(msg) and "Reload the page" in status_of(msg), name
@@ -349,13 +351,13 @@ def test_a_ticket_for_another_reviewers_item_is_refused(tmp_path):
         ann, ben = GradioSession(a), GradioSession(b)
         ann.call("on_load"), ben.call("on_load")  # both are shown the first item, each with their own claim
         bens_ticket, anns_ticket = ben.ticket, ann.ticket
-        refused = ann.call("on_submit", submit_inputs(bens_ticket, [1, 2, 3, 4], ann.slots()))
-        assert status_of(refused) == "⚠️ This item is not assigned to you."
+        refused = ann.call("on_submit", submit_inputs(bens_ticket, [1, 2, 3, 4]))
+        assert status_of(refused) == "Nothing was saved: This item is not assigned to you."
         assert "Saved." in status_of(ann.submit([1, 2, 3, 4]))
         # ben sends ann's ticket (her token, now used) with his own item: refused too.
         forged = json.dumps({**json.loads(bens_ticket), "token": json.loads(anns_ticket)["token"]})
-        refused = ben.call("on_submit", submit_inputs(forged, [4, 3, 2, 1], ben.slots()))
-        assert status_of(refused) == "⚠️ This submit token belongs to another submission."
+        refused = ben.call("on_submit", submit_inputs(forged, [4, 3, 2, 1]))
+        assert status_of(refused) == "Nothing was saved: This submit token belongs to another submission."
         assert [(r["reviewer"], r["ranks"]) for r in store.rankings()] == [("ann", [1, 2, 3, 4])]
 
 

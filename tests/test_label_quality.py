@@ -28,7 +28,7 @@ def url(request, tmp_path):
 
 
 def make_store(url, n_items=4, k=3, overlap=2, reviewers=("ann", "ben", "cat"), **kw) -> LabelStore:
-    store = LabelStore(url, overlap=overlap, claim_timeout_s=600, clock=FakeClock(), **kw)
+    store = LabelStore(url, overlap=overlap, claim_timeout_s=600, clock=FakeClock(), **{"shuffle": False, **kw})
     for i in range(n_items):
         store.add_item(f"prompt {i}", [f"answer {i}.{j}" for j in range(k)], [True] * k, "pol", 1)
     for name in reviewers:

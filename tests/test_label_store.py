@@ -24,7 +24,7 @@ def clock():
 
 
 def make_store(tmp_path, clock, n_items=3, k=3, overlap=2, reviewers=("ann", "ben", "cat"), **kw) -> LabelStore:
-    store = LabelStore(sqlite_url(tmp_path / "labels.db"), overlap=overlap, claim_timeout_s=600, clock=clock, **kw)
+    store = LabelStore(sqlite_url(tmp_path / "labels.db"), overlap=overlap, claim_timeout_s=600, clock=clock, **{"shuffle": False, **kw})
     for i in range(n_items):
         store.add_item(f"prompt {i}", [f"answer {i}.{j}" for j in range(k)], [True] * (k - 1) + [False], "pol", 1)
     for name in reviewers:
