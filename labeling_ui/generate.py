@@ -93,7 +93,7 @@ def generate(store: LabelStore, prompts: list, args: GenerateArguments, round: i
         batch = todo[start:start + args.batch_size]
         answers, ended, lengths = sample_answers(model, tokenizer, batch, args.k, args)
         for prompt, a, e, n in zip(batch, answers, ended, lengths):
-            if store.add_item(prompt, a, e, args.policy, round, n, settings) is not None:
+            if store.add_item(prompt, a, e, args.policy, round, n, settings, question=args.question) is not None:
                 stats["items_written"] += 1
                 stats["answers_written"] += len(a)
                 stats["cut_off"] += sum(not x for x in e)

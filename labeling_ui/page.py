@@ -15,6 +15,13 @@ from labeling_ui.render import chat_html, markdown_html
 from labeling_ui.tasks import Task
 
 SNIPPET_CHARS = 70
+# gr.HTML treats its value as a template and fills in ${...}: these never reach it as themselves
+# (entities read the same to people, and to JSON.parse of an attribute, once the browser decodes them).
+TEMPLATE_CHARS = str.maketrans({"$": "&#36;", "{": "&#123;", "}": "&#125;", "`": "&#96;"})
+
+
+def inert(markup: str) -> str:
+    return markup.translate(TEMPLATE_CHARS)
 # Inline SVG, not emoji: a reviewer's machine may have no emoji font.
 ICONS = {
     "ok": '<svg viewBox="0 0 16 16" width="16" height="16" aria-hidden="true"><path d="M3 8.5l3 3 7-7" '
@@ -32,7 +39,7 @@ def status_html(kind: str, text: str) -> str:
     """A status line: kind "ok" (saved), "warn" (nothing saved) or "info"; "" text clears it."""
     if not text:
         return ""
-    return f'<div class="rt-status rt-{kind}" role="status">{ICONS[kind]}<span>{html.escape(text)}</span></div>'
+    return inert(f'<div class="rt-status rt-{kind}" role="status">{ICONS[kind]}<span>{html.escape(text)}</span></div>')
 
 
 def prompt_html(task: Task | None) -> str:
@@ -40,8 +47,8 @@ def prompt_html(task: Task | None) -> str:
         return ('<div class="prompt-card done"><div class="card-label">All done</div><div class="done-text">'
                 f'{ICONS["ok"]} Nothing is waiting for you right now: thank you! New items appear here when the next '
                 "round of answers is generated; reload the page later.</div></div>")
-    return (f'<div class="prompt-card"><div class="card-label">The conversation so far · item #{task.item_id}</div>'
-            f'{chat_html(task.prompt)}</div>')
+    return inert(f'<div class="prompt-card"><div class="card-label">The conversation so far · item #{task.item_id}'
+                 f'</div>{chat_html(task.prompt)}</div>')
 
 
 def _card(task: Task, i: int) -> str:
@@ -79,7 +86,7 @@ def board_html(task: Task | None, nonce: str, now: datetime) -> str:
     keys = getattr(q, "keys_help_two", q.keys_help) if k == 2 else q.keys_help
     left = max(0, int((task.expires_at - now).total_seconds()))
     layout = "stack" if k > 4 else f"cols-{k}"
-    return (f'<div class="rt-board" data-config="{html.escape(json.dumps(config), quote=True)}">'
+    return inert(f'<div class="rt-board" data-config="{html.escape(json.dumps(config), quote=True)}">'
             f'<div class="rt-question">{html.escape(q.title)}</div>'
             f'<div class="rt-answers {layout}">{"".join(_card(task, i) for i in range(k))}</div>'
             '<div class="rt-control"><noscript>This page needs JavaScript to record answers.</noscript></div>'

@@ -85,10 +85,10 @@ JS = r"""
     },
     check(cfg, s) {
       const done = flat(s), missing = cfg.labels.filter((_, i) => !done.includes(i));
-      const readout = s.groups.map((g) => g.map((i) => cfg.labels[i]).join(' = ')).join('  >  ');
+      const readout = s.groups.map((g) => g.map((i) => cfg.labels[i]).join(' = ')).join(' > ');
       if (!missing.length) return {ok: true, why: '', readout: 'Your ranking: ' + readout};
       return {ok: false, why: `Not ranked yet: ${missing.join(', ')}`,
-              readout: readout ? 'So far: ' + readout + (s.tie ? '  = ...' : '') : ''};
+              readout: readout ? 'So far: ' + readout + (s.tie ? ' = ...' : '') : ''};
     },
     reply(cfg, s) {
       const ranks = new Array(cfg.k).fill(null);
