@@ -121,7 +121,8 @@ def cmd_export(a: StoreArguments, e: ExportArguments) -> dict:
     store = open_store(a, must_exist=True)
     try:
         summary = export(store, out, include_flagged=e.include_flagged, exclude_disabled=e.exclude_disabled,
-                         min_reliability=e.min_reliability, actor=cli_actor())
+                         min_reliability=e.min_reliability, actor=cli_actor(), margin_scale=e.margin_scale,
+                         ratings_as_rankings=e.ratings_as_rankings)
     finally:
         store.close()
     held = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in summary["rankings_held_out"].items() if n)

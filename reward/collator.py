@@ -20,7 +20,9 @@ class RankingCollator(DataCollatorMixin):
 
     Returns input_ids/attention_mask (N, L); `group` (N,) the ranking of each answer; `ranks` (N,)
     (0 where unknown); `better`/`worse` (P,) answer indices into the N rows and `distance` (P,)
-    the rank distance of each pair; `weight` (B,) each ranking's share in the loss, indexed by `group`.
+    each pair's distance (strength or rank distance); `weight` (B,) each ranking's share in the loss,
+    indexed by `group`; and, when some row has a `margin` column, `margin` (P,): a pair's own margin
+    in reward logits, NaN where it has none.
     """
 
     pad_token_id: int
@@ -28,7 +30,7 @@ class RankingCollator(DataCollatorMixin):
     return_tensors: str = "pt"
 
     def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        ids, group, ranks, better, worse, distance, weight = [], [], [], [], [], [], []
+        ids, group, ranks, better, worse, distance, weight, margin = [], [], [], [], [], [], [], []
         offset = 0
         for g, ex in enumerate(examples):
             k = len(ex["answer_ids"])
@@ -39,8 +41,10 @@ class RankingCollator(DataCollatorMixin):
             worse.extend(offset + j for j in ex["worse"])
             distance.extend(ex["distance"])
             weight.append(ex.get("weight", 1.0))  # rows made before weights existed count once
+            margin.extend(ex.get("margin") or [float("nan")] * len(ex["better"]))
             offset += k
-        return {
+        own_margins = any(ex.get("margin") for ex in examples)
+        batch = {
             "input_ids": pad(ids, padding_value=self.pad_token_id, padding_side="right",
                              pad_to_multiple_of=self.pad_to_multiple_of),
             "attention_mask": pad([torch.ones_like(a) for a in ids], padding_value=0, padding_side="right",
@@ -52,3 +56,6 @@ class RankingCollator(DataCollatorMixin):
             "distance": torch.tensor(distance, dtype=torch.float),
             "weight": torch.tensor(weight, dtype=torch.float),
         }
+        if own_margins:
+            batch["margin"] = torch.tensor(margin, dtype=torch.float)
+        return batch

@@ -7,6 +7,7 @@ the loss uses all C(K,2) pairs of each ranking, the way InstructGPT trains.
 
 from __future__ import annotations
 
+import math
 import random
 
 from datasets import Dataset
@@ -49,8 +50,8 @@ def ungroup(rankings: list[Ranking]) -> list[Ranking]:
     Only for comparison with the grouped default (`group_by_ranking: false`).
     """
     return [Ranking(r.prompt, [r.answers[i], r.answers[j]], [(0, 1, d)], [1, 2], r.reviewer, r.ranking_id, r.where,
-                    [r.answer_ended()[i], r.answer_ended()[j]], r.weight)
-            for r in rankings for i, j, d in r.pairs]
+                    [r.answer_ended()[i], r.answer_ended()[j]], r.weight, None if m is None else [m])
+            for r in rankings for (i, j, d), m in zip(r.pairs, r.pair_margins())]
 
 
 def model_texts(tokenizer, ranking: Ranking) -> list[str]:
@@ -71,7 +72,9 @@ def tokenize(tokenizer, texts: list[str], max_length: int | None) -> tuple[list[
 
 def to_dataset(rankings: list[Ranking], tokenizer, max_length: int | None) -> tuple[Dataset, int]:
     """One row per ranking: answer_ids (K lists), better/worse/distance (one per pair), ranks (K or []),
-    weight (the ranking's share in the training loss)."""
+    weight (the ranking's share in the training loss); and `margin` (one per pair, NaN where a pair has
+    none) when some pair record brought its own (TRL's `margin`, in reward logits)."""
+    own_margins = any(r.margins is not None for r in rankings)
     rows, truncated = [], 0
     for r in rankings:
         ids, n_cut = tokenize(tokenizer, model_texts(tokenizer, r), max_length)
@@ -79,4 +82,6 @@ def to_dataset(rankings: list[Ranking], tokenizer, max_length: int | None) -> tu
         rows.append({"answer_ids": ids, "better": [p[0] for p in r.pairs], "worse": [p[1] for p in r.pairs],
                      "distance": [float(p[2]) for p in r.pairs], "ranks": list(r.ranks or []),
                      "weight": float(r.weight)})
+        if own_margins:
+            rows[-1]["margin"] = [math.nan if m is None else float(m) for m in r.pair_margins()]
     return Dataset.from_list(rows), truncated

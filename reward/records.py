@@ -6,13 +6,23 @@ Pairs exported from one ranking (same `ranking_id`) are put back together, so th
 ranking are scored in the same batch (InstructGPT, section 3.5: split apart, they overfit).
 
 Accepted records, one JSON object a line (kinds may be mixed in one file; other fields are ignored):
-- ranking: {ranking_id?, prompt, answers: [str, ...], ranks: [int, ...], reviewer?, flagged?, weight?}
-- pair:    {prompt, chosen, rejected, margin?, reviewer?, ranking_id?, weight?} with plain-text or chat
-           answers (TRL's conversational format), or an implicit prompt (chosen and rejected are
-           whole conversations, or whole HH-RLHF transcripts, that differ only in the last turn).
+- ranking: {ranking_id?, prompt, answers: [str, ...], ranks: [int, ...], reviewer?, flagged?, weight?,
+           strength?}
+- pair:    {prompt, chosen, rejected, strength?, rank_distance?, margin?, reviewer?, ranking_id?, weight?}
+           with plain-text or chat answers (TRL's conversational format), or an implicit prompt (chosen
+           and rejected are whole conversations, or whole HH-RLHF transcripts, that differ only in the
+           last turn).
 `weight` (a number >= 0) is the reviewer's reliability, 0 = unreliable, 1 = fully trusted; only
 `label_weighting: reliability` uses it. A labeling export folder also holds consensus.jsonl: ranking
 records (reviewer "consensus") of the items ranked by two or more reviewers.
+
+Each pair has a distance, what `--margin_scale` multiplies into a margin (reward/trainer.py): the
+reviewer's `strength` (a pairwise question's "how much better", 1-3; on a ranking record only with
+two answers, 0 = a tie), else `rank_distance`, else for a ranking how many ranks apart the two are,
+else 1. A pair's `margin` is TRL's field, read as TRL's RewardTrainer reads it: already in reward
+logits, subtracted from that pair's score difference as it is (it is never a distance; the export
+writes one only when asked, `labeling_ui export --margin_scale`). Exports made before the export
+wrote `rank_distance` put the rank distance in `margin`: export such labels again.
 """
 
 from __future__ import annotations
@@ -36,13 +46,17 @@ HH_LAST_ASSISTANT = "\n\nAssistant:"
 class Ranking:
     prompt: str | list[dict]
     answers: list[str]
-    pairs: list[tuple[int, int, float]]  # (better, worse, rank distance) as answer indices
+    pairs: list[tuple[int, int, float]]  # (better, worse, distance) as answer indices: strength or rank distance
     ranks: list[int] | None  # dense, 1 = best; None when only an incomplete set of pairs is known
     reviewer: str | None = None
     ranking_id: str | None = None
     where: str = ""  # file:line, for messages
     ended: list[bool] | None = None  # per answer: the model stopped by itself (None = all did)
     weight: float = 1.0  # the reviewer's reliability: this ranking's share in the loss
+    margins: list[float | None] | None = None  # per pair, the record's own `margin` (reward logits); None: none
+
+    def pair_margins(self) -> list[float | None]:
+        return list(self.margins) if self.margins is not None else [None] * len(self.pairs)
 
     def answer_ended(self) -> list[bool]:
         return list(self.ended) if self.ended is not None else [True] * len(self.answers)
@@ -64,6 +78,8 @@ class DataStats:
     records_with_weight: int = 0
     zero_weight_rankings: int = 0
     zero_weight_rankings_left_out: int = 0  # of training, by label_weighting reliability (reward/train.py)
+    pairs_with_strength: int = 0  # their distance is the reviewer's strength (pairwise questions)
+    pairs_with_own_margin: int = 0  # a `margin` field, in reward logits, used as it is
     answers_per_ranking: dict = field(default_factory=dict)
 
 
@@ -92,6 +108,23 @@ def _weight(obj: dict, path: Path, lineno: int, rec: dict) -> dict:
             raise InputError(f"expected a finite number >= 0, got {obj['weight']}", path, lineno, "weight")
         rec["weight"] = w
     return rec
+
+
+def _number(obj: dict, name: str, path: Path, lineno: int, least: float, above: bool = False) -> float | None:
+    """A finite number >= least (> least with `above`) in obj[name], or None when it is absent or null."""
+    if obj.get(name) is None:
+        return None
+    v = obj[name]
+    bound = f"{'>' if above else '>='} {least:g}"
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        raise InputError(f"expected a number {bound}, got {type(v).__name__}", path, lineno, name)
+    try:
+        v = float(v)
+    except OverflowError:  # an integer too large for a float
+        v = math.inf
+    if not math.isfinite(v) or v < least or (above and v == least):
+        raise InputError(f"expected a finite number {bound}, got {obj[name]}", path, lineno, name)
+    return v
 
 
 def ranking_record(obj: dict, path: Path, lineno: int) -> dict:
@@ -127,6 +160,15 @@ def ranking_record(obj: dict, path: Path, lineno: int) -> dict:
                          path, lineno, "ranks")
     rec = {"kind": "ranking", "prompt": prompt, "answers": answers, "ranks": ranks,
            "where": f"{path}:{lineno}"}
+    strength = _number(obj, "strength", path, lineno, 0)
+    if strength is not None:  # a pairwise question: how much better the better of the two answers is
+        if len(answers) != 2:
+            raise InputError(f"is a pairwise question's answer: it needs 2 answers, not {len(answers)}",
+                             path, lineno, "strength")
+        if (strength == 0) != (ranks[0] == ranks[1]):
+            raise InputError(f"is {obj['strength']} but the ranks are {ranks}: 0 (about the same) goes with a tie "
+                             "[1, 1], more with [1, 2] or [2, 1]", path, lineno, "strength")
+        rec["strength"] = strength
     if ended is not None:  # the export says which answers were cut off at max_new_tokens
         rec["ended"] = ended
     for name, kind in (("ranking_id", (str, int)), ("reviewer", str), ("flagged", bool)):
@@ -179,6 +221,11 @@ def pair_record(obj: dict, path: Path, lineno: int) -> dict:
         obj["prompt"] = prompt
     rec = preference(obj, path, lineno)
     rec.update(kind="pair", where=f"{path}:{lineno}")
+    strength = _number(obj, "strength", path, lineno, 0, above=True)  # 0 would be a tie: no pair
+    rank_distance = _number(obj, "rank_distance", path, lineno, 0, above=True)
+    if strength is not None:
+        rec["strength"] = strength
+    rec["distance"] = strength if strength is not None else rank_distance if rank_distance is not None else 1.0
     for name in ("ranking_id", "reviewer"):  # ids may be numbers; metrics sort and group them as text
         if rec.get(name) is not None:
             rec[name] = str(rec[name])
@@ -252,9 +299,15 @@ def read_rankings(source: str, skip_flagged: bool = False, convert_hh: bool = Tr
             grouped[(rec["ranking_id"], prompt_text(rec["prompt"]))].append(rec)
         else:
             rankings.append(Ranking(rec["prompt"], [rec["chosen"], rec["rejected"]],
-                                    [(0, 1, rec.get("margin", 1.0))], [1, 2], rec.get("reviewer"), None, rec["where"],
-                                    weight=rec.get("weight", 1.0)))
-    rankings.extend(_from_pairs(recs) for recs in grouped.values())
+                                    [(0, 1, rec["distance"])], [1, 2], rec.get("reviewer"), None, rec["where"],
+                                    weight=rec.get("weight", 1.0),
+                                    margins=[rec["margin"]] if "margin" in rec else None))
+            stats.pairs_with_strength += "strength" in rec
+            stats.pairs_with_own_margin += "margin" in rec
+    for recs in grouped.values():
+        rankings.append(_from_pairs(recs))
+        stats.pairs_with_strength += sum("strength" in rec for rec in recs)
+        stats.pairs_with_own_margin += sum("margin" in rec for rec in recs)
     for r in rankings:
         if convert_hh and looks_like_hh(r.prompt):
             r.prompt = hh_to_messages(r.prompt)
@@ -285,6 +338,9 @@ def ranking_pairs(answers: list[str], ranks: list[int]) -> tuple[list[tuple[int,
 
 def _from_ranking(rec: dict, stats: DataStats) -> Ranking:
     pairs, ties, identical = ranking_pairs(rec["answers"], rec["ranks"])
+    if "strength" in rec:  # the reviewer said how much better: that, not the rank distance (always 1 here)
+        pairs = [(i, j, rec["strength"]) for i, j, _d in pairs]
+        stats.pairs_with_strength += len(pairs)
     stats.tied_pairs += ties
     stats.identical_answer_pairs_left_out += identical
     return Ranking(rec["prompt"], list(rec["answers"]), pairs, list(rec["ranks"]), rec.get("reviewer"),
@@ -306,11 +362,12 @@ def _from_pairs(recs: list[dict]) -> Ranking:
             if text not in index:
                 index[text] = len(answers)
                 answers.append(text)
-        pairs.append((index[rec["chosen"]], index[rec["rejected"]], rec.get("margin", 1.0)))
+        pairs.append((index[rec["chosen"]], index[rec["rejected"]], rec["distance"]))
     reviewers = {rec.get("reviewer") for rec in recs}
+    margins = [rec.get("margin") for rec in recs] if any("margin" in rec for rec in recs) else None
     return Ranking(recs[0]["prompt"], answers, pairs, ranks_from_pairs(len(answers), pairs),
                    reviewers.pop() if len(reviewers) == 1 else None, recs[0]["ranking_id"], recs[0]["where"],
-                   weight=recs[0].get("weight", 1.0))
+                   weight=recs[0].get("weight", 1.0), margins=margins)
 
 
 def ranks_from_pairs(n: int, pairs: list[tuple[int, int, float]]) -> list[int] | None:

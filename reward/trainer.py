@@ -32,7 +32,9 @@ class RankingRewardConfig(RewardConfig):
         metadata={"help": "Keep all pairs of one ranking in one batch (InstructGPT). false: shuffle pairs apart."})
     margin_scale: float = field(
         default=0.0,
-        metadata={"help": "Pairwise only: require r_better - r_worse > margin_scale * rank distance (0 = off)."})
+        metadata={"help": "Pairwise only: require r_better - r_worse > margin_scale * distance, the pair's strength "
+                          "(pairwise questions: 1-3) or else its rank distance (0 = off). A pair record's own "
+                          "`margin` (TRL's field, in reward logits) is used as it is instead."})
     lora_top_layers: int = field(
         default=0, metadata={"help": "With LoRA (use_peft): adapters on the top N transformer layers only, so backward "
                                      "passes stop there (0 = every layer)."})
@@ -46,6 +48,15 @@ class RankingRewardConfig(RewardConfig):
             raise ValueError(f"loss_type must be one of {', '.join(LOSS_TYPES)}, got '{self.loss_type}'")
         if self.loss_type == "listwise" and not self.group_by_ranking:
             raise ValueError("loss_type listwise needs whole rankings: set group_by_ranking true")
+
+
+def pair_margins(margin_scale: float, distance: torch.Tensor, own: torch.Tensor | None) -> torch.Tensor | None:
+    """(P,) what each pair's score difference must exceed: its own `margin` (TRL's, in reward logits) where
+    the data gave one (NaN elsewhere), else margin_scale * its distance; None when no pair has either."""
+    scaled = margin_scale * distance if margin_scale else None
+    if own is None or bool(torch.isnan(own).all()):
+        return scaled
+    return torch.where(torch.isnan(own), scaled if scaled is not None else torch.zeros_like(own), own)
 
 
 class RankingRewardTrainer(RewardTrainer):
@@ -68,7 +79,7 @@ class RankingRewardTrainer(RewardTrainer):
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
-            self._signature_columns = ["answer_ids", "better", "worse", "distance", "ranks", "weight"]
+            self._signature_columns = ["answer_ids", "better", "worse", "distance", "ranks", "weight", "margin"]
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
@@ -82,8 +93,8 @@ class RankingRewardTrainer(RewardTrainer):
         if self.args.loss_type == "listwise":
             loss = listwise_loss(rewards, ranks, group, weights)
         else:
-            margin = self.args.margin_scale * distance if self.args.margin_scale else None
-            loss = pairwise_loss(rewards, better, worse, group, margin, weights)
+            loss = pairwise_loss(rewards, better, worse, group, pair_margins(self.args.margin_scale, distance,
+                                                                              inputs.get("margin")), weights)
         if self.args.center_rewards_coefficient is not None:
             loss = loss + self.args.center_rewards_coefficient * torch.mean(rewards**2)
 

@@ -39,12 +39,13 @@ def ranked_store(tmp_path) -> LabelStore:
     return store
 
 
-def test_pairs_come_from_strict_rank_order_with_rank_distance_as_margin():
+def test_pairs_come_from_strict_rank_order_with_their_rank_distance():
     ranking = {"prompt": "p", "answers": ["a", "b", "c", "d"], "ranks": [2, 1, 2, 3], "reviewer": "r",
                "ranking_id": "x"}
     pairs, identical = ranking_pairs(ranking)
-    got = {(p["chosen"], p["rejected"], p["margin"]) for p in pairs}
+    got = {(p["chosen"], p["rejected"], p["rank_distance"]) for p in pairs}
     assert got == {("b", "a", 1), ("b", "c", 1), ("b", "d", 2), ("a", "d", 1), ("c", "d", 1)}  # a=c tie: no pair
+    assert not any("margin" in p for p in pairs)  # TRL would subtract it, in logits: only with margin_scale
     pairs, identical = ranking_pairs({**ranking, "answers": ["same", "same ", "x", "y"]})
     assert identical == 1 and all(p["chosen"].strip() != p["rejected"].strip() for p in pairs)
 
@@ -54,14 +55,14 @@ def test_export_writes_the_agreed_formats(ranked_store, tmp_path):
     summary = export(ranked_store, out)
     rankings = read_lines(out / "rankings.jsonl")
     assert [set(r) for r in rankings] == [{"ranking_id", "item_id", "prompt", "answers", "ended", "ranks", "reviewer",
-                                           "round", "policy", "flagged", "weight"}] * 2
+                                           "round", "policy", "flagged", "weight", "question"}] * 2
     assert {r["reviewer"]: r["ranks"] for r in rankings} == {"ann": [1, 1, 2], "ben": [2, 1, 3]}
     assert all(r["answers"] == ["Red.", "Blue.", "Banana."] and r["ended"] == [True, True, False]
                and r["policy"] == "pol-a" and r["round"] == 1
                and r["flagged"] is False for r in rankings)
     pairs = read_lines(out / "pairs.jsonl")
     assert len(pairs) == 2 + 3 == summary["pairs"]  # ann's tie gives 2 pairs, ben's strict order 3
-    assert {(p["chosen"], p["rejected"], p["margin"]) for p in pairs if p["reviewer"] == "ann"} == {
+    assert {(p["chosen"], p["rejected"], p["rank_distance"]) for p in pairs if p["reviewer"] == "ann"} == {
         ("Red.", "Banana.", 1), ("Blue.", "Banana.", 1)}
     assert len(read_preferences(out / "pairs.jsonl")) == len(pairs)  # the pipeline's own reader accepts them
     assert (out / "demonstrations.jsonl").read_text() == ""  # written answers wait for an admin's approval
@@ -76,7 +77,8 @@ def test_export_writes_the_agreed_formats(ranked_store, tmp_path):
     import datasets
 
     pairs_ds = datasets.load_from_disk(str(out / "pairs_ds"))
-    assert len(pairs_ds) == len(pairs) and {"prompt", "chosen", "rejected", "margin"} <= set(pairs_ds.column_names)
+    assert len(pairs_ds) == len(pairs) and "margin" not in pairs_ds.column_names
+    assert {"prompt", "chosen", "rejected", "rank_distance"} <= set(pairs_ds.column_names)
     assert len(datasets.load_from_disk(str(out / "rankings_ds"))) == 2
 
 

@@ -18,11 +18,11 @@ def write_jsonl(path, records):
 
 def test_every_record_shape_becomes_a_ranking(tmp_path):
     exported = [  # labeling export pairs.jsonl of one ranking with ranks (1, 2, 2, 3): the tie made no pair
-        {"prompt": "p4", "chosen": "A", "rejected": "B", "margin": 1, "reviewer": "ann", "ranking_id": 7},
-        {"prompt": "p4", "chosen": "A", "rejected": "C", "margin": 1, "reviewer": "ann", "ranking_id": 7},
-        {"prompt": "p4", "chosen": "A", "rejected": "D", "margin": 2, "reviewer": "ann", "ranking_id": 7},
-        {"prompt": "p4", "chosen": "B", "rejected": "D", "margin": 1, "reviewer": "ann", "ranking_id": 7},
-        {"prompt": "p4", "chosen": "C", "rejected": "D", "margin": 1, "reviewer": "ann", "ranking_id": 7},
+        {"prompt": "p4", "chosen": "A", "rejected": "B", "rank_distance": 1, "reviewer": "ann", "ranking_id": 7},
+        {"prompt": "p4", "chosen": "A", "rejected": "C", "rank_distance": 1, "reviewer": "ann", "ranking_id": 7},
+        {"prompt": "p4", "chosen": "A", "rejected": "D", "rank_distance": 2, "reviewer": "ann", "ranking_id": 7},
+        {"prompt": "p4", "chosen": "B", "rejected": "D", "rank_distance": 1, "reviewer": "ann", "ranking_id": 7},
+        {"prompt": "p4", "chosen": "C", "rejected": "D", "rank_distance": 1, "reviewer": "ann", "ranking_id": 7},
     ]
     data = write_jsonl(tmp_path / "mixed.jsonl", [
         {"prompt": "p1", "answers": ["a", "b", "c"], "ranks": [2, 1, 2], "reviewer": "bob", "ranking_id": "r1"},
@@ -47,6 +47,7 @@ def test_every_record_shape_becomes_a_ranking(tmp_path):
     regrouped = by_key["p4"]  # the export's pairs put back together as one ranking
     assert regrouped.answers == ["A", "B", "C", "D"] and regrouped.ranks == [1, 2, 2, 3]
     assert len(regrouped.pairs) == 5 and regrouped.ranking_id == "7" and regrouped.reviewer == "ann"
+    assert [d for *_, d in regrouped.pairs] == [1.0, 1.0, 2.0, 1.0, 1.0] and regrouped.margins is None
     assert stats.answers_per_ranking == {"3": 1, "2": 3, "4": 1}
 
 
