@@ -1,5 +1,7 @@
-"""Takes docs/labeling.png (the ranking page, logged in, on an item with four answers) and
-docs/admin.png (the admin tab's reliability table after a simulated panel with two bad reviewers).
+"""Takes docs/labeling.png (the reviewer's page, logged in, a ranking half done on a four-answer
+item), docs/labeling-pairwise.png and docs/labeling-rating.png (the other question types),
+docs/labeling-phone.png (the ranking page at phone width) and docs/admin.png (the admin tab's
+reliability table after a simulated panel with two bad reviewers).
 
     .venv/bin/python docs/screenshot.py [--out docs/labeling.png] [--admin_out docs/admin.png]
 
@@ -16,7 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from labeling_ui.db import sqlite_url  # noqa: E402
 from labeling_ui.server import build_app  # noqa: E402
+from labeling_ui.store import LabelStore  # noqa: E402
 from labeling_ui.testing import DEMO_ITEMS, chromium, log_in, running_server, seed_demo_store  # noqa: E402
 
 
@@ -30,25 +34,45 @@ def main() -> None:
     admin_page(args)
 
 
+CONVERSATION = [{"role": "system", "content": "You are a concise cooking assistant."},
+                {"role": "user", "content": "I bought basil yesterday and it is already wilting."},
+                {"role": "assistant", "content": "Sorry to hear that! Was it in the fridge?"},
+                {"role": "user", "content": "Yes. How do I keep it fresh **next time**?"}]
+PAIR = ("Explain in one sentence why the sky is blue.",
+        ["Air molecules scatter short (blue) wavelengths of sunlight much more than long (red) ones, so blue "
+         "light reaches us from every direction of the sky.", "Because it reflects the ocean."])
+CODE = ("How do I reverse a list in Python?",
+        ["Use slicing:\n\n```python\nitems = [1, 2, 3]\nprint(items[::-1])\n```\n\nor `items.reverse()` in place.",
+         "Call `reversed(items)`; wrap it in `list()` if you need a list.", "Lists cannot be reversed."])
+
+
 def ranking_page(args) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        store = seed_demo_store(Path(tmp) / "labels.db", {"maria": False, "sam": False})
-        # Someone else has been at work, so the progress line is not all zeros.
-        other = store.next_task("sam")
-        store.submit("sam", other.assignment_id, [1, 3, 2, 4], token="demo-token-1")
-        with running_server(build_app(store, Path(tmp) / "export")) as base, chromium() as browser:
-            page = browser.new_page(viewport={"width": args.width, "height": 900}, device_scale_factor=1)
-            log_in(page, base, "maria", "correct horse")
-            page.wait_for_selector("#answer-3 .answer-card", timeout=30_000)
-            page.wait_for_function("document.activeElement?.matches('#rank-0 input')")
-            page.keyboard.type("2")  # a ranking half typed in, as a reviewer would see it
-            page.keyboard.press("Tab")
-            page.keyboard.type("3")
-            page.keyboard.press("Tab")
-            page.mouse.move(0, 0)
-            page.screenshot(path=args.out, full_page=True)
-        store.close()
-    print(f"wrote {args.out}")
+    """The ranking question on a multi-turn conversation, two answers placed by keyboard."""
+    pages = [(args.out, args.width, "ranking"), (str(Path(args.out).with_name("labeling-phone.png")), 390, "ranking"),
+             (str(Path(args.out).with_name("labeling-pairwise.png")), args.width, "pairwise"),
+             (str(Path(args.out).with_name("labeling-rating.png")), args.width, "rating")]
+    for path, width, question in pages:
+        with tempfile.TemporaryDirectory() as tmp:
+            store = seed_demo_store(Path(tmp) / "labels.db", {"maria": False, "sam": False})
+            other = store.next_task("sam")  # someone else has been at work: the progress line is not all zeros
+            store.submit("sam", other.assignment_id, [1, 3, 2, 4], token="demo-token-1")
+            first = {"ranking": (CONVERSATION, DEMO_ITEMS[0][1]), "pairwise": PAIR, "rating": CODE}[question]
+            for n in range(3):  # round 2: this question, first; the store below serves only round 2
+                store.add_item(first[0] if n == 0 else f"{first[0]} ({n})", first[1], [True] * len(first[1]),
+                               "demo-policy", 2, question=question)
+            store.close()
+            store = LabelStore(sqlite_url(Path(tmp) / "labels.db"), overlap=2, round=2)
+            with running_server(build_app(store, Path(tmp) / "export")) as base, chromium() as browser:
+                page = browser.new_page(viewport={"width": width, "height": 900}, device_scale_factor=1)
+                log_in(page, base, "maria", "correct horse")
+                page.wait_for_selector(".rt-board .answer-card", timeout=30_000)
+                keys = {"ranking": ["c", "a"], "pairwise": [], "rating": ["6", "4"]}[question]
+                for key in keys:  # half done, as a reviewer would see it mid-way
+                    page.keyboard.press(key)
+                page.mouse.move(0, 0)
+                page.screenshot(path=path, full_page=True)
+            store.close()
+        print(f"wrote {path}")
 
 
 def admin_page(args) -> None:

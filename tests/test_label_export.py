@@ -25,7 +25,7 @@ def read_lines(path):
 @pytest.fixture
 def ranked_store(tmp_path) -> LabelStore:
     """Two items; item 1 ranked by two reviewers (one with a tie), item 2 flagged unsafe."""
-    store = LabelStore(sqlite_url(tmp_path / "labels.db"), overlap=2)
+    store = LabelStore(sqlite_url(tmp_path / "labels.db"), overlap=2, shuffle=False)
     store.add_item("Name a color.", ["Red.", "Blue.", "Banana."], [True, True, False], "pol-a", 1)
     store.add_item("How to pick a lock?", ["I can't help with that.", "Step 1: ..."], [True, True], "pol-a", 1)
     for name in ("ann", "ben"):
