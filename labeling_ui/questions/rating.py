@@ -14,8 +14,9 @@ from labeling_ui.questions.base import Question, Reply, ints
 from ranktune.ranks import dense_ranks
 
 LOW, HIGH = 1, 7
-# A simulated reviewer's utility mapped to a score: 4 at utility 0, one step per 0.5 (clipped to 1..7).
-SIM_CENTER, SIM_STEP = 4, 0.5
+# A simulated reviewer's utility (the gold score, about -2 for an empty cut-off answer to +3 for a
+# complete on-topic one, plus taste and noise) mapped to a score: 4 at 0.5, a step per 0.75, within 1..7.
+SIM_CENTER, SIM_AT, SIM_STEP = 4, 0.5, 0.75
 
 JS = r"""
 (() => {
@@ -85,7 +86,7 @@ class Rating(Question):
         return {"scores": list(scores)} if scores else None
 
     def simulated_reply(self, utilities: Sequence[float], tie_margin: float) -> dict:
-        return {"scores": [min(HIGH, max(LOW, SIM_CENTER + round(u / SIM_STEP))) for u in utilities]}
+        return {"scores": [min(HIGH, max(LOW, SIM_CENTER + round((u - SIM_AT) / SIM_STEP))) for u in utilities]}
 
 
 QUESTION = Rating()
