@@ -13,7 +13,7 @@ from labeling_ui.db import sqlite_url
 from labeling_ui.server import build_app
 from labeling_ui.store import LabelStore
 from labeling_ui.testing import CHROMIUM, log_in, running_server
-from test_label_browser import PASSWORD, browser, page  # noqa: F401 (fixtures)
+from test_label_browser import PASSWORD, browser, page, shown_labels, wait_for_board  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"{CHROMIUM} is not installed (make install-browser)")]
@@ -36,17 +36,25 @@ def served(tmp_path, items, **store_kw):
         store.close()
 
 
-def rank_on_page(page, ranks: list[int]) -> None:
-    """Type ranks into the boxes of the item on screen and press Enter, as a reviewer does."""
-    # the new item's boxes come up empty; typing before that update lands would be wiped by it
-    page.wait_for_function("[...document.querySelectorAll('#answers input[type=number]')].every(b => b.value === '')")
-    page.click("#rank-0 input")
-    for i, rank in enumerate(ranks):
-        if i:
-            page.keyboard.press("Tab")
-        page.keyboard.press("Control+a")
-        page.keyboard.type(str(rank))
-    page.keyboard.press("Enter")
+def rank_on_page(page, best_first: list[str], click: bool = False) -> None:
+    """Rank the answers of the item on screen (their texts, best first; no ties) as a reviewer does:
+    press their letters (one key decides a two-answer item and submits it; more, and Enter submits),
+    or with `click`, click the choice (two answers) or the chips and then Submit."""
+    wait_for_board(page, best_first)  # typing before the new item's widget is up would go to the old one
+    label = shown_labels(page)
+    if click:
+        if len(best_first) == 2:
+            page.locator("#board .rt-choice", has_text=f"{label[best_first[0]]} is better").click()
+        else:
+            for text in best_first:
+                page.locator("#board .rt-chip[data-rt=pick]", has_text=text).click()
+            page.click("#board .rt-submit")
+        return
+    page.click("#board .rt-question")  # out of any text box: keys in one are typing, not ranking
+    for text in best_first:
+        page.keyboard.press(label[text].lower())
+    if len(best_first) > 2:
+        page.keyboard.press("Enter")
 
 
 def table_rows(page, selector: str, headers: list[str]) -> list[dict]:
@@ -71,14 +79,18 @@ def test_gold_items_come_among_the_others_and_score_the_reviewer(tmp_path, brows
     items = [("Name a fruit.", ["Apple.", "Rock."]), ("Name a color.", ["Blue.", "Seven."]),
              ("Name a planet.", ["Mars.", "Soup."])]
     with served(tmp_path, items, gold_rate=2) as (base, store):
-        [gold] = store.add_gold([{"prompt": "What is 2 + 2?", "answers": ["5.", "4."], "ranks": [2, 1]}], "lead")
+        # "4", not "4.": markdown reads a lone "4." as an (empty) numbered list, with no text left on the card
+        gold_item = {"prompt": "What is 2 + 2?", "answers": ["5", "4"], "ranks": [2, 1]}
+        [gold] = store.add_gold([gold_item], "lead")
         log_in(page, base, "kim", PASSWORD)
         shown = []
-        page.wait_for_selector("#answer-1 .answer-card")
+        answers = dict(items) | {gold_item["prompt"]: gold_item["answers"]}
+        page.wait_for_selector("#board .rt-board[data-mounted] .answer-card")
         for _ in range(4):
-            shown.append(page.inner_text("#prompt .prompt-text"))
+            shown.append(page.inner_text("#prompt .chat .turn-body"))
             assert "gold" not in page.inner_text("#prompt").lower()  # it looks like any other item
-            rank_on_page(page, [2, 1] if shown[-1] == "What is 2 + 2?" else [1, 2])
+            first, second = answers[shown[-1]]
+            rank_on_page(page, [second, first] if shown[-1] == gold_item["prompt"] else [first, second])
             page.wait_for_function("t => document.querySelector('#prompt .prompt-card').innerText.indexOf(t) < 0",
                                    arg=shown[-1])  # the next item is on screen
         assert shown[1] == "What is 2 + 2?" and sorted(shown[::2] + shown[3:]) == sorted(p for p, _ in items)
@@ -97,15 +109,16 @@ def test_a_flag_and_a_written_answer_are_reviewed_from_the_admin_tab(tmp_path, b
              ("Name a prime.", ["7", "9"])]
     with served(tmp_path, items) as (base, store):
         log_in(page, base, "kim", PASSWORD)
-        page.wait_for_selector("#answer-1 .answer-card")
+        page.wait_for_selector("#board .rt-board[data-mounted] .answer-card")
         page.get_by_label("unsafe").check()
         page.get_by_label("Comment (optional)").fill(XSS_COMMENT)
         page.get_by_text("Write a better answer (optional)").click()
         page.get_by_label("Your answer to the prompt").fill(XSS_DEMO)
-        rank_on_page(page, [1, 2])
+        rank_on_page(page, ["I can't help with that.", "Step 1: get a tension wrench."], click=True)
         page.wait_for_selector("#prompt :text('Name a prime.')")
-        rank_on_page(page, [1, 2])
+        rank_on_page(page, ["7", "9"])
         page.wait_for_selector("#prompt :text('All done')")
+        assert [(r["prompt"], r["ranks"]) for r in store.rankings()] == [(p, [1, 2]) for p, _ in items]
         [flagged] = store.flag_queue()
 
         admin = open_admin(browser, base, "Flags")
@@ -152,7 +165,7 @@ def test_a_disabled_reviewers_open_page_is_refused_on_its_next_click(tmp_path, b
     items = [("First prompt?", ["a1", "a2"]), ("Second prompt?", ["b1", "b2"])]
     with served(tmp_path, items) as (base, store):
         log_in(page, base, "kim", PASSWORD)
-        page.wait_for_selector("#answer-1 .answer-card")
+        page.wait_for_selector("#board .rt-board[data-mounted] .answer-card")
 
         admin = open_admin(browser, base, "Reviewers")
         admin.fill("#account-name textarea, #account-name input", "kim")
@@ -163,7 +176,7 @@ def test_a_disabled_reviewers_open_page_is_refused_on_its_next_click(tmp_path, b
         assert "disable-reviewer" in admin.inner_text("#audit-table")
         admin.context.close()
 
-        rank_on_page(page, [1, 2])  # kim's page, still open, clicks submit
+        rank_on_page(page, ["a1", "a2"])  # kim's page, still open, submits
         # Refused by the login gate (the session is gone) or, within its few seconds' cache, by the handler.
         page.wait_for_selector("text=/login required|Not logged in/")
         assert store.rankings() == [] and "Saved" not in page.inner_text("#status")

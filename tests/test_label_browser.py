@@ -1,7 +1,11 @@
 """The labeling app in a real headless Chromium (Debian's /usr/bin/chromium through Playwright):
 keyboard-only login and ranking end in rows in the store; model text with markup renders as
 text and runs nothing; a visitor without a login sees the login page and no data; a submit
-retried after its reply was lost is saved once, on its own item."""
+retried after its reply was lost is saved once, on its own item.
+
+The page shows each reviewer the answers in an order of their own (the store's default,
+shuffle=True), so the tests read which letter stands for which answer off the page, as a
+reviewer does, and the store's rows (by candidate position) then also show that order mapped back."""
 
 from __future__ import annotations
 
@@ -66,49 +70,86 @@ def keyboard_login(page, base: str) -> None:
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
     page.keyboard.press("Enter")
-    page.wait_for_selector("#answer-0 .answer-card")
+    page.wait_for_selector("#board .rt-board[data-mounted] .answer-card")
 
 
-def wait_for_rank_focus(page) -> None:
-    page.wait_for_function("document.activeElement?.matches('#rank-0 input')")
+def wait_for_board(page, texts) -> None:
+    """Wait until the board on screen is a live widget showing exactly the answers `texts` (any order)."""
+    page.wait_for_function("""texts => {
+        const board = document.querySelector('#board .rt-board');
+        if (!board || !board.dataset.mounted) return false;
+        const shown = [...board.querySelectorAll('.answer-card .answer-text')].map(t => t.innerText.trim());
+        return JSON.stringify(shown.slice().sort()) === JSON.stringify(texts.slice().sort());
+    }""", arg=list(texts))
 
 
-def type_ranks(page, ranks: list[int]) -> None:
-    for i, rank in enumerate(ranks):
-        if i:
-            page.keyboard.press("Tab")
-        assert page.evaluate("document.activeElement.getAttribute('aria-label')") == f"Rank of {'ABCD'[i]}"
-        page.keyboard.type(str(rank))
+def shown_labels(page) -> dict[str, str]:
+    """Answer text -> the letter this reviewer's page shows it under."""
+    pairs = page.eval_on_selector_all("#board .answer-card", """cards => cards.map(c => [
+        c.querySelector('.answer-text').innerText.trim(), c.querySelector('.answer-label').innerText.trim()])""")
+    labels = dict(pairs)
+    assert len(labels) == len(pairs) and sorted(labels.values()) == [chr(65 + i) for i in range(len(pairs))], pairs
+    return labels
+
+
+def text_of(page, selector: str) -> str:
+    return " ".join((page.text_content(selector) or "").split())
+
+
+def places(page) -> dict[str, str]:
+    """Answer text -> its place badge on the card ("" where the card shows none)."""
+    return dict(page.eval_on_selector_all("#board .answer-card", """cards => cards.map(c => {
+        const b = c.querySelector('.rt-place');
+        return [c.querySelector('.answer-text').innerText.trim(), b.hidden ? '' : b.textContent.trim()];
+    })"""))
 
 
 def test_keyboard_only_ranking_lands_in_the_store(tmp_path, page):
-    items = [("Best way to store basil?", ["In water", "In the fridge", "Dried", "Frozen in oil"]),
-             ("Name a prime.", ["7", "9", "15"])]
+    basil = ["In water", "In the fridge", "Dried", "Frozen in oil"]
+    items = [("Best way to store basil?", basil), ("Name a prime.", ["7", "9", "15"])]
     with served(tmp_path, items) as (base, store):
         keyboard_login(page, base)
-        wait_for_rank_focus(page)
+        wait_for_board(page, basil)
         assert "0 of 2 done" in page.inner_text("#progress")
+        assert page.evaluate("document.activeElement === document.body")  # keys go to the widget
+        label = shown_labels(page)
+        water, fridge, dried, frozen = (label[t] for t in basil)
 
-        type_ranks(page, [1, 3, 1, 4])  # rank 2 is missing: refused, nothing stored
-        page.keyboard.press("Enter")
-        page.wait_for_selector("#status :text('must not skip a number')")
+        page.keyboard.press(water.lower())  # best first: "In water", then "Dried"; two are not ranked yet
+        page.keyboard.press(dried.lower())
+        assert text_of(page, "#board .rt-readout") == f"So far: {water} > {dried}"
+        assert places(page) == {"In water": "1st", "Dried": "2nd", "In the fridge": "", "Frozen in oil": ""}
+        page.keyboard.press("Enter")  # incomplete: the widget does not submit, and says why
+        assert page.is_disabled("#board .rt-submit")
+        assert text_of(page, "#board .rt-why") == f"Not ranked yet: {', '.join(sorted([fridge, frozen]))}"
+        page.wait_for_timeout(500)
+        assert store.rankings() == [] and page.locator("#status .rt-status").count() == 0
+        # A page that clicks the hidden submit button anyway sends no answer: refused, nothing stored.
+        page.evaluate("document.querySelector('#submit-btn').click()")
+        page.wait_for_selector("#status :text('Nothing was saved: the answer is not complete yet.')")
         assert store.rankings() == []
+        assert text_of(page, "#board .rt-readout") == f"So far: {water} > {dried}"  # the refusal keeps it
 
-        wait_for_rank_focus(page)  # the error leaves the ranks as typed and focuses A again
-        page.keyboard.press("Tab")
-        page.keyboard.press("Tab")  # to C, then D, and fix them
-        page.keyboard.press("Control+a")
-        page.keyboard.type("2")
-        page.keyboard.press("Tab")
-        page.keyboard.press("Control+a")
-        page.keyboard.type("3")
-        page.keyboard.press("Enter")  # Enter in a rank box submits
-        page.wait_for_selector("#status :text('Saved')")
-        wait_for_rank_focus(page)  # the next item comes up with the first box focused
+        page.keyboard.press("Backspace")  # takes "Dried" back
+        assert text_of(page, "#board .rt-readout") == f"So far: {water}"
+        page.keyboard.press("Escape")  # starts over
+        assert text_of(page, "#board .rt-readout") == "" and set(places(page).values()) == {""}
+        for key in (water, dried, fridge, "=", frozen):  # = : the next one ties with the last
+            page.keyboard.press(key.lower() if key != "=" else key)
+        assert places(page) == {"In water": "1st", "Dried": "2nd", "In the fridge": "tied 3rd",
+                                "Frozen in oil": "tied 3rd"}
+        assert text_of(page, "#board .rt-readout") == f"Your ranking: {water} > {dried} > {fridge} = {frozen}"
+        assert page.is_enabled("#board .rt-submit") and text_of(page, "#board .rt-why") == ""
+        page.keyboard.press("Enter")  # Enter submits
+        page.wait_for_selector("#status :text('Saved. Here is the next item.')")
+        assert text_of(page, "#status .rt-status") == "Saved. Here is the next item."
         page.wait_for_selector("#prompt :text('Name a prime.')")
+        wait_for_board(page, ["7", "9", "15"])
         assert "1 of 2 done" in page.inner_text("#progress")
 
-        type_ranks(page, [1, 2, 2])
+        label = shown_labels(page)
+        for key in (label["7"], label["9"], "=", label["15"]):
+            page.keyboard.press(key.lower() if key != "=" else key)
         page.keyboard.press("Control+Enter")  # Ctrl+Enter submits from anywhere
         page.wait_for_selector("#prompt :text('All done')")
 
@@ -128,11 +169,16 @@ def test_markup_in_model_text_is_shown_as_text_and_never_runs(tmp_path, page):
         page.evaluate("""() => { const probe = document.createElement('div');
             probe.innerHTML = '<img src=x onerror="window.__probe=1">'; document.body.append(probe); }""")
         page.wait_for_function("window.__probe === 1")
-        for i, text in enumerate(answers):
-            assert page.inner_text(f"#answer-{i} .answer-text") == text  # visible, character for character
-            assert page.locator(f"#answer-{i} .answer-text").is_visible()
-        assert page.inner_text("#prompt .prompt-text") == prompt
-        assert page.locator("#answers img, #answers script, #prompt b, #prompt img").count() == 0
+        cards = page.locator("#board .answer-card .answer-text")
+        assert cards.count() == len(answers)
+        shown = [cards.nth(i).inner_text() for i in range(len(answers))]
+        assert sorted(shown) == sorted(answers)  # visible, character for character
+        assert all(cards.nth(i).is_visible() for i in range(len(answers)))
+        # The widget's chips (built in the browser) show the same text as text.
+        chips = page.locator("#board .rt-chip[data-rt=pick] .rt-snip")
+        assert sorted(chips.nth(i).inner_text() for i in range(chips.count())) == sorted(answers)
+        assert page.inner_text("#prompt .chat .turn-body") == prompt
+        assert page.locator("#board img, #board script, #prompt b, #prompt img").count() == 0
         assert page.evaluate("typeof window.__xss") == "undefined"
 
 
@@ -156,7 +202,7 @@ def test_a_submit_retried_after_its_reply_was_lost_lands_on_its_own_item(tmp_pat
     items = [("First prompt?", ["a1", "a2", "a3", "a4"]), ("Second prompt?", ["b1", "b2", "b3", "b4"])]
     with served(tmp_path, items) as (base, store):
         keyboard_login(page, base)
-        wait_for_rank_focus(page)
+        wait_for_board(page, ["a1", "a2", "a3", "a4"])
         lost = []
 
         def lose_the_first_reply(route):
@@ -166,18 +212,60 @@ def test_a_submit_retried_after_its_reply_was_lost_lands_on_its_own_item(tmp_pat
             route.fulfill(status=502, content_type="text/html", body="<h1>502 Bad Gateway</h1>")  # ...reply lost
 
         page.route("**/gradio_api/queue/join*", lose_the_first_reply)
-        type_ranks(page, [2, 1, 4, 3])
-        page.keyboard.press("Enter")
+        for text in ("a2", "a1", "a4", "a3"):  # ranks [2, 1, 4, 3], by clicking the chips best first
+            page.locator("#board .rt-chip[data-rt=pick]", has_text=text).click()
+        assert page.is_enabled("#board .rt-submit")
+        page.click("#board .rt-submit")
         for _ in range(300):  # bounded: the server saves it within moments
-            if store.rankings():
+            if lost and store.rankings():  # saved, and the reply lost (the route's handler runs in waits)
                 break
             page.wait_for_timeout(100)
         assert lost == [200] and [r["prompt"] for r in store.rankings()] == ["First prompt?"]
         # Gradio shows the failure on the outputs but keeps the page: still the first item, nothing said saved.
         assert "First prompt?" in page.inner_text("#prompt") and "Saved" not in page.inner_text("#status")
-        page.click("#submit-btn")  # the reviewer tries again
+        page.click("#board .rt-submit")  # the reviewer tries again: the ranking is still on the page
         page.wait_for_selector("#status :text('saved')")  # "Saved." or "Already saved." (case-insensitive)
         assert [(r["prompt"], r["ranks"]) for r in store.rankings()] == [("First prompt?", [2, 1, 4, 3])]
         assert "Already saved" in page.inner_text("#status")
         page.wait_for_selector("#prompt :text('Second prompt?')")
         assert "1 of 2 done" in page.inner_text("#progress")
+
+
+def test_undo_reopens_the_last_item_in_the_same_order_with_its_ranking(tmp_path, page):
+    """Undo brings the last submission back as it was sent: the same answer order on the board,
+    and the widget holding that ranking (places on the cards, the readout, submit ready), so the
+    reviewer changes only what they mean to; what they submit then replaces it."""
+    answers = ["a1", "a2", "a3", "a4"]
+    items = [("First prompt?", answers), ("Second prompt?", ["b1", "b2", "b3"])]
+    with served(tmp_path, items) as (base, store):
+        keyboard_login(page, base)
+        wait_for_board(page, answers)
+        label = shown_labels(page)
+        for key in (label["a3"], label["a1"], "=", label["a4"], label["a2"]):  # ranks [2, 3, 1, 2]
+            page.keyboard.press(key.lower() if key != "=" else key)
+        readout = f"Your ranking: {label['a3']} > {label['a1']} = {label['a4']} > {label['a2']}"
+        assert text_of(page, "#board .rt-readout") == readout
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#prompt :text('Second prompt?')")
+        wait_for_board(page, ["b1", "b2", "b3"])
+        assert [(r["prompt"], r["ranks"]) for r in store.rankings()] == [("First prompt?", [2, 3, 1, 2])]
+
+        page.click("#undo-btn")
+        page.wait_for_selector("#status :text('Your last submission is reopened')")
+        page.wait_for_selector("#prompt :text('First prompt?')")
+        wait_for_board(page, answers)
+        assert shown_labels(page) == label  # the same order as before
+        assert places(page) == {"a3": "1st", "a1": "tied 2nd", "a4": "tied 2nd", "a2": "3rd"}
+        tied = " = ".join(sorted([label["a1"], label["a4"]]))  # a tie has no order: shown in letter order
+        assert text_of(page, "#board .rt-readout") == f"Your ranking: {label['a3']} > {tied} > {label['a2']}"
+        assert page.is_enabled("#board .rt-submit") and text_of(page, "#board .rt-why") == ""
+        assert store.rankings() == []  # withdrawn
+
+        page.keyboard.press("Backspace")  # change only the end: a2 ties with a1 and a4 after all
+        page.keyboard.press("=")
+        page.keyboard.press(label["a2"].lower())
+        assert places(page) == {"a3": "1st", "a1": "tied 2nd", "a4": "tied 2nd", "a2": "tied 2nd"}
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#status :text('Saved. Here is the next item.')")
+        page.wait_for_selector("#prompt :text('Second prompt?')")
+        assert [(r["prompt"], r["ranks"]) for r in store.rankings()] == [("First prompt?", [2, 2, 1, 2])]
