@@ -60,6 +60,7 @@ from ranktune.errors import InputError
 from ranktune.jsonl import write_json_atomic, write_jsonl_atomic
 from ranktune.runs import publish_dir
 
+from labeling_ui.questions import QUESTIONS
 from labeling_ui.reliability import Assessment, assess
 from labeling_ui.schema import APPROVED, CLEARED, CONFIRMED
 from labeling_ui.store import LabelStore
@@ -71,7 +72,7 @@ PAIR_FIELDS = ("prompt", "chosen", "rejected", "rank_distance", "question", "rev
 PAIR_EXTRAS = ("strength", "margin")  # pairs of pairwise questions; every pair with margin_scale
 RATING_FIELDS = ("item_id", "ranking_id", "prompt", "answers", "ended", "scores", "reviewer", "round", "policy",
                  "weight")
-QUESTION_TYPES = ("ranking", "pairwise", "rating")
+QUESTION_TYPES = tuple(QUESTIONS)
 HELD_OUT = ("gold", "flagged_waiting_for_review", "flagged_confirmed", "disabled_reviewer", "low_reliability")
 
 
@@ -81,14 +82,11 @@ def question_of(ranking: dict) -> str:
 
 
 def question_fields(ranking: dict) -> dict:
-    """What a question type adds to an exported ranking: `strength` (pairwise), `scores` (rating)."""
-    response = ranking.get("response") or {}
-    q = question_of(ranking)
-    if q == "pairwise" and response.get("strength") is not None:
-        return {"strength": response["strength"]}
-    if q == "rating" and response.get("scores") is not None:
-        return {"scores": list(response["scores"])}
-    return {}
+    """What the ranking's question type adds to its exported row (Question.export_fields): `strength`
+    (pairwise), `scores` (rating), nothing for a ranking."""
+    if ranking.get("response") is None:
+        return {}
+    return QUESTIONS[question_of(ranking)].export_fields(ranking["response"])
 
 
 def ranking_pairs(ranking: dict, margin_scale: float | None = None) -> tuple[list[dict], int]:
@@ -100,7 +98,7 @@ def ranking_pairs(ranking: dict, margin_scale: float | None = None) -> tuple[lis
     the reward model nothing and would fail the preference reader, so it is counted and dropped.
     """
     answers, ranks = ranking["answers"], ranking["ranks"]
-    strength = question_fields(ranking).get("strength")
+    strength = QUESTIONS[question_of(ranking)].pair_strength(ranking.get("response")) if ranking.get("response") else None
     pairs, identical = [], 0
     for i in range(len(answers)):
         for j in range(len(answers)):
