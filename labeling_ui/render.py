@@ -28,13 +28,17 @@ _TAGS = {
     "a", "hr", "span",
 }
 # `rel` is not listed: nh3 sets it itself from link_rel (and refuses both at once).
-_ATTRIBUTES = {"a": {"href", "title"}, "code": {"class"}}
+# `start`: an answer "4." or "2024. A good year" is an ordered list in markdown; without its start it
+# would read "1." (and two such answers would look alike).
+_ATTRIBUTES = {"a": {"href", "title"}, "code": {"class"}, "ol": {"start"}}
 _ROLES = {"system": "System", "user": "User", "assistant": "Assistant"}
 
 
 def _attribute_filter(tag: str, attr: str, value: str) -> str | None:
     if attr == "class":
         return value if tag == "code" and _LANG_CLASS.fullmatch(value) else None
+    if attr == "start":
+        return value if value.isdigit() and len(value) <= 9 else None
     return value
 
 

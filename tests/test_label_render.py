@@ -325,3 +325,10 @@ def test_chat_odd_messages_never_raise():
 def test_the_checker_itself_catches_live_html(bad):
     with pytest.raises(AssertionError):
         assert_inert(bad)
+
+
+def test_a_numbered_answer_keeps_its_number():
+    # "4." alone, or "2024. A good year", is an ordered list to markdown: it must not read "1."
+    assert '<ol start="4">' in markdown_html("4.")
+    assert '<ol start="2024">' in markdown_html("2024. A good year") and "A good year" in markdown_html("2024. A good year")
+    assert markdown_html("4.") != markdown_html("5.")
