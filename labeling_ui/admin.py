@@ -235,7 +235,8 @@ def build_admin(store: LabelStore, export_dir: Path):
             return f"⚠️ {err}", None
         held = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in s["rankings_held_out"].items() if n)
         files = [str(export_dir / f) for f in ("rankings.jsonl", "pairs.jsonl", "consensus.jsonl",
-                                                "demonstrations.jsonl", "comments.jsonl", "summary.json")]
+                                                "ratings.jsonl", "demonstrations.jsonl", "comments.jsonl",
+                                                "summary.json")]
         notes = "".join(f"  \n{escape(n)}" for n in s["notes"])
         return (f"Exported {s['rankings']} rankings, {s['pairs']} pairs, {s['consensus_rankings']} consensus rankings "
                 f"and {s['demonstrations']} approved written answers to `{export_dir}`. Held out: {held or 'nothing'}."

@@ -2,7 +2,8 @@
 
 runs/<run>/export/ (replaced as a whole, in one rename):
     rankings.jsonl        {ranking_id, item_id, prompt, answers, ended (the model stopped by itself, per answer),
-                           ranks (1 = best, ties allowed), reviewer, round, policy, flagged, weight, question}
+                           ranks (1 = best, ties allowed), reviewer, round, policy, flagged, weight, question,
+                           shown (the answer positions in the order this reviewer saw them; null before v3)}
                           + strength (pairwise rows), scores (rating rows)
                                                                 <- the reward stage reads this
     pairs.jsonl           {prompt, chosen, rejected, rank_distance, question, reviewer, ranking_id, weight}
@@ -66,7 +67,7 @@ from labeling_ui.schema import APPROVED, CLEARED, CONFIRMED
 from labeling_ui.store import LabelStore
 
 RANKING_FIELDS = ("ranking_id", "item_id", "prompt", "answers", "ended", "ranks", "reviewer", "round", "policy",
-                  "flagged", "weight", "question")
+                  "flagged", "weight", "question", "shown")
 RANKING_EXTRAS = ("strength", "scores")  # pairwise rows, rating rows
 PAIR_FIELDS = ("prompt", "chosen", "rejected", "rank_distance", "question", "reviewer", "ranking_id", "weight")
 PAIR_EXTRAS = ("strength", "margin")  # pairs of pairwise questions; every pair with margin_scale

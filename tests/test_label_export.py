@@ -55,9 +55,10 @@ def test_export_writes_the_agreed_formats(ranked_store, tmp_path):
     summary = export(ranked_store, out)
     rankings = read_lines(out / "rankings.jsonl")
     assert [set(r) for r in rankings] == [{"ranking_id", "item_id", "prompt", "answers", "ended", "ranks", "reviewer",
-                                           "round", "policy", "flagged", "weight", "question"}] * 2
+                                           "round", "policy", "flagged", "weight", "question", "shown"}] * 2
     assert {r["reviewer"]: r["ranks"] for r in rankings} == {"ann": [1, 1, 2], "ben": [2, 1, 3]}
     assert all(r["answers"] == ["Red.", "Blue.", "Banana."] and r["ended"] == [True, True, False]
+    assert all(r["shown"] == [0, 1, 2] for r in rankings)  # this store shows the generated order
                and r["policy"] == "pol-a" and r["round"] == 1
                and r["flagged"] is False for r in rankings)
     pairs = read_lines(out / "pairs.jsonl")
