@@ -58,9 +58,9 @@ def test_export_writes_the_agreed_formats(ranked_store, tmp_path):
                                            "round", "policy", "flagged", "weight", "question", "shown"}] * 2
     assert {r["reviewer"]: r["ranks"] for r in rankings} == {"ann": [1, 1, 2], "ben": [2, 1, 3]}
     assert all(r["answers"] == ["Red.", "Blue.", "Banana."] and r["ended"] == [True, True, False]
-    assert all(r["shown"] == [0, 1, 2] for r in rankings)  # this store shows the generated order
                and r["policy"] == "pol-a" and r["round"] == 1
                and r["flagged"] is False for r in rankings)
+    assert all(r["shown"] == [0, 1, 2] for r in rankings)  # this store shows the generated order
     pairs = read_lines(out / "pairs.jsonl")
     assert len(pairs) == 2 + 3 == summary["pairs"]  # ann's tie gives 2 pairs, ben's strict order 3
     assert {(p["chosen"], p["rejected"], p["rank_distance"]) for p in pairs if p["reviewer"] == "ann"} == {
