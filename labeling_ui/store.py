@@ -7,6 +7,11 @@ until `claim_timeout_s` passes, after which the slot is offered again (a closed 
 must not hold an item forever). A late submission on an expired claim is still accepted:
 an extra label costs nothing, a lost one costs a reviewer's time.
 
+Answer order: each (reviewer, item) claim draws its own display order (`shuffle`; stored with
+the assignment, kept for later claims and undo), Task.answers come in that order, and what a
+reviewer sends is by shown index; the store maps it to candidate positions before it is stored,
+so everything downstream (rankings, agreement, export) refers to the true candidates.
+
 Every method is one transaction. A submission carries a client token; sending the same token
 again (a double click, a retry after a dropped connection) returns the first result. What one
 click of the page needs - record the submission, claim the next item, count progress - is one
