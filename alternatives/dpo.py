@@ -23,6 +23,7 @@ from ranktune.jsonl import read_jsonl
 from ranktune.prompting import render_answer, render_prompt
 from ranktune.records import load_records, preference
 from ranktune.runs import check_writable, resume_point, run_dir, stage_dir, upstream_model, work_dir
+from ranktune.tracking import check_report_to, point_trackers, tracker_dir
 
 CURVES = ["loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected", "logps/chosen",
           "grad_norm", "learning_rate"]
@@ -149,6 +150,7 @@ def main(args: list[str] | None = None) -> Path:
     work = work_dir(final)
     check_writable(final.parent)
     check_settings(script_args)
+    check_report_to(config)
     if script_args.temperature <= 0:
         raise InputError("must be more than 0", field="temperature")
     if script_args.max_completion_length < 1:
@@ -163,7 +165,6 @@ def main(args: list[str] | None = None) -> Path:
 
     resume_from = resume_point(work, script_args.resume)
     config.output_dir = str(work)
-    config.report_to = []
     config.remove_unused_columns = False  # the dataset holds only TRL's token columns already
 
     set_seed(config.seed)
@@ -178,6 +179,7 @@ def main(args: list[str] | None = None) -> Path:
         ref_model = copy.deepcopy(policy).eval().requires_grad_(False)
     trainer = _trainer_class()(model=policy, ref_model=ref_model, args=config, train_dataset=dataset,
                                processing_class=tokenizer, peft_config=peft_config)
+    point_trackers(trainer, tracker_dir(script_args.run, "dpo", script_args.runs_dir))
     keep_pad_token(tokenizer, pad_id)
 
     start = time.time()

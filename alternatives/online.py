@@ -23,6 +23,7 @@ from ranktune.errors import InputError, exit_on_input_error
 from ranktune.gold import gold_score
 from ranktune.prompting import prompt_text, render_prompt
 from ranktune.runs import check_writable, resume_point, stage_dir, upstream_model, work_dir
+from ranktune.tracking import check_report_to, point_trackers, tracker_dir
 
 METHODS = ("rloo", "grpo")
 CURVES = ["reward", "score", "gold", "kl", "ended", "completions/mean_length", "entropy", "reward_std"]
@@ -120,6 +121,7 @@ def main(method: str, args: list[str] | None = None) -> Path:
     work = work_dir(final)
     check_writable(final.parent)
     check_settings(script_args)
+    check_report_to(config)
     if not config.max_completion_length:
         raise InputError("must be a number of tokens", field="max_completion_length")
 
@@ -134,7 +136,6 @@ def main(method: str, args: list[str] | None = None) -> Path:
 
     resume_from = resume_point(work, script_args.resume)
     config.output_dir = str(work)
-    config.report_to = []
 
     set_seed(config.seed)
     policy, tokenizer = load_causal_lm(policy_spec)
@@ -145,6 +146,7 @@ def main(method: str, args: list[str] | None = None) -> Path:
     trainer = _trainer_class(method)(model=policy, reward_funcs=reward, args=config,
                                      train_dataset=prompt_dataset(train_prompts, tokenizer),
                                      processing_class=tokenizer, peft_config=lora_config(model_args))
+    point_trackers(trainer, tracker_dir(script_args.run, method, script_args.runs_dir))
     trainer.max_prompt_length = script_args.max_prompt_length
     keep_pad_token(tokenizer, pad_id)
 

@@ -23,6 +23,7 @@ from ranktune.plots import plot_curves
 from ranktune.records import read_demonstrations
 from ranktune.runs import (check_writable, publish_folder, resume_point, run_dir, stage_dir, upstream_model,
                            work_dir)
+from ranktune.tracking import check_report_to, point_trackers, tracker_dir
 from ranktune.scoring import RewardScorer
 from reward.config import RewardScriptArguments
 from reward.data import split_by_prompt, subsample, to_dataset, ungroup
@@ -88,6 +89,7 @@ def main(args: list[str] | None = None) -> Path:
     final = stage_dir(script_args.run, "reward", script_args.runs_dir)
     work = work_dir(final)
     check_writable(final.parent)
+    check_report_to(training_args)
 
     train, test, info = load_data(script_args, training_args)
     norm_source = script_args.normalization_data
@@ -96,7 +98,6 @@ def main(args: list[str] | None = None) -> Path:
 
     resume_from = resume_point(work, script_args.resume)
     training_args.output_dir = str(work)
-    training_args.report_to = []
     training_args.prediction_loss_only = True
     if model_args.use_peft:
         model_args.lora_task_type = "SEQ_CLS"  # peft then trains the new score head in full
@@ -114,6 +115,7 @@ def main(args: list[str] | None = None) -> Path:
         peft_config = top_layers_adapter(peft_config, model, training_args.lora_top_layers)
     trainer = RankingRewardTrainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
                                    processing_class=tokenizer, peft_config=peft_config)
+    point_trackers(trainer, tracker_dir(script_args.run, "reward", script_args.runs_dir))
 
     start = time.time()
     result = trainer.train(resume_from_checkpoint=resume_from)

@@ -19,6 +19,7 @@ from ranktune.errors import InputError, exit_on_input_error
 from ranktune.records import read_demonstrations, read_prompts, split_prompts
 from ranktune.runs import check_writable, publish_policy, resume_point, stage_dir, upstream_model, work_dir
 from ranktune.scoring import read_normalization_settings
+from ranktune.tracking import check_report_to, point_trackers, tracker_dir
 from rlhf.checkpoint import last_checkpoint
 from rlhf.config import PPOScriptArguments
 from rlhf.data import ptx_batches
@@ -48,6 +49,7 @@ def main(args: list[str] | None = None) -> Path:
     final = stage_dir(script_args.run, "rlhf", script_args.runs_dir)
     work = work_dir(final)
     check_writable(final.parent)
+    check_report_to(config)
 
     # Every input is read and checked before a model loads: bad input fails in a second.
     train_prompts, eval_prompts = split_prompts([r["prompt"] for r in read_prompts(script_args.prompts)],
@@ -63,7 +65,6 @@ def main(args: list[str] | None = None) -> Path:
 
     resume_from = resume_point(work, script_args.resume, last_checkpoint)
     config.output_dir = str(work)
-    config.report_to = []
 
     set_seed(config.seed)  # LoRA and value-head initialisation: a rerun is the same run
     trained, roles, tokenizer, reward_tokenizer = build_models(policy_spec, reward_spec, lora_config(model_args),
@@ -72,6 +73,7 @@ def main(args: list[str] | None = None) -> Path:
     # the reward model scores texts cut where it was trained and normalised, never elsewhere
     trainer = PPOTrainer(config, trained, roles, tokenizer, reward_tokenizer, train_prompts, (gain, bias),
                          reward_max_length=reward_max_length or 512, ptx_batches=ptx)
+    point_trackers(trainer, tracker_dir(script_args.run, "rlhf", script_args.runs_dir))  # PPO's own metrics too
     start = time.time()
     history = trainer.train(resume_from)
     train_seconds = time.time() - start

@@ -18,6 +18,7 @@ from ranktune.models import DEFAULT_MODEL, load_causal_lm
 from ranktune.plots import plot_curves
 from ranktune.records import read_demonstrations
 from ranktune.runs import check_writable, publish_folder, resume_point, stage_dir, work_dir
+from ranktune.tracking import check_report_to, point_trackers, tracker_dir
 from sft.config import SFTScriptArguments
 from sft.data import split_records, to_text_dataset
 
@@ -35,6 +36,7 @@ def main(args: list[str] | None = None) -> Path:
     final = stage_dir(script_args.run, "sft", script_args.runs_dir)
     work = work_dir(final)
     check_writable(final.parent)
+    check_report_to(training_args)
 
     # Read and check all data before loading a model: bad input should fail in a second.
     records = read_demonstrations(script_args.data)
@@ -45,7 +47,6 @@ def main(args: list[str] | None = None) -> Path:
 
     resume_from = resume_point(work, script_args.resume)
     training_args.output_dir = str(work)
-    training_args.report_to = []
     training_args.completion_only_loss = True
 
     model, tokenizer = load_causal_lm(spec)
@@ -55,6 +56,7 @@ def main(args: list[str] | None = None) -> Path:
 
     trainer = SFTTrainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tokenizer, peft_config=lora_config(model_args))
+    point_trackers(trainer, tracker_dir(script_args.run, "sft", script_args.runs_dir))
 
     metrics: dict = {"base_model": spec, "data": script_args.data, "train_examples": len(train_ds),
                      "eval_examples": len(eval_ds) if eval_ds else 0}
