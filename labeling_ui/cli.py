@@ -6,6 +6,8 @@
     export        write rankings, pairs and demonstrations to runs/<run>/export/
     simulate      simulated reviewers (rule-based, see ranktune/gold.py) rank every open item
     gold          import or mark gold (known-answer) items: gold --file gold.jsonl
+    import        items and rankings from another tool: import --format jsonl|argilla|label-studio|oasst --file F
+                  [--round N --question ranking|pairwise|rating]; export --format argilla|label-studio writes them
     disable-reviewer NAME   end their sessions and refuse their logins (their labels stay)
     enable-reviewer NAME    let a disabled reviewer log in again
 
@@ -23,11 +25,12 @@ from ranktune.errors import InputError, exit_on_input_error
 from ranktune.records import read_prompts
 from ranktune.runs import check_writable, run_dir
 
-from labeling_ui.config import (ALL, ExportArguments, GenerateArguments, GoldArguments, ReviewerArguments,
-                                ServeArguments, SimulateArguments, StoreArguments)
+from labeling_ui.config import (ALL, ExportArguments, GenerateArguments, GoldArguments, ImportArguments,
+                                ReviewerArguments, ServeArguments, SimulateArguments, StoreArguments)
 from labeling_ui.store import LabelStore
 
-COMMANDS = ("generate", "add-reviewer", "serve", "export", "simulate", "gold", "disable-reviewer", "enable-reviewer")
+COMMANDS = ("generate", "add-reviewer", "serve", "export", "simulate", "gold", "disable-reviewer", "enable-reviewer",
+            "import")
 NAMED = ("add-reviewer", "disable-reviewer", "enable-reviewer")  # the first argument is a reviewer's name
 
 
@@ -115,7 +118,10 @@ def cmd_serve(a: StoreArguments, s: ServeArguments):
 
 def cmd_export(a: StoreArguments, e: ExportArguments) -> dict:
     from labeling_ui.export import export
+    from labeling_ui.formats import DEFAULT_EXPORT
 
+    if e.format not in (None, DEFAULT_EXPORT):
+        return cmd_export_format(a, e)
     out = Path(e.out) if e.out else run_dir(a.run, a.runs_dir) / "export"
     check_writable(out.parent, min_free_bytes=64 * 1024**2)
     store = open_store(a, must_exist=True)
@@ -132,6 +138,50 @@ def cmd_export(a: StoreArguments, e: ExportArguments) -> dict:
     for line in summary["notes"]:
         print(f"note: {line}")
     return summary
+
+
+def cmd_export_format(a: StoreArguments, e: ExportArguments) -> dict:
+    """`export --format argilla|label-studio`: the store's items and rankings as that tool's files."""
+    from labeling_ui.formats import export_store, label_format
+
+    label_format(e.format, reading=False)  # an unknown format fails before anything is opened
+    out = Path(e.out) if e.out else run_dir(a.run, a.runs_dir) / f"export-{e.format}"
+    check_writable(out.parent, min_free_bytes=64 * 1024**2)
+    store = open_store(a, must_exist=True)
+    try:
+        summary = export_store(store, e.format, out, a.round)
+        store.record_action(cli_actor(), "export", str(out), format=e.format, items=summary["items"],
+                            rankings=summary["rankings"])
+    finally:
+        store.close()
+    lost = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in summary["left_out"].items())
+    print(f"exported {summary['items']} items with {summary['rankings']} rankings as {e.format} to {out} "
+          f"({', '.join(summary['files'])})" + (f"; left out: {lost}" if lost else ""))
+    return summary
+
+
+def cmd_import(a: StoreArguments, e: ExportArguments, g: GoldArguments, i: ImportArguments,
+               question: str | None) -> dict:
+    from labeling_ui.formats import import_file, label_format
+
+    label_format(e.format, reading=True)
+    if not g.file:
+        raise InputError("usage: python -m labeling_ui import --format FORMAT --file PATH", field="file")
+    if not a.db:
+        check_writable(run_dir(a.run, a.runs_dir), min_free_bytes=64 * 1024**2)
+    store = open_store(a)
+    try:
+        stats = import_file(store, e.format, g.file, a.round, question, cli_actor(), i.dry_run, i.reviewer_prefix)
+    finally:
+        store.close()
+    print(("dry run, nothing written: would import " if stats["dry_run"] else "imported ")
+          + f"{stats['items']} items ({stats['answers']} answers) and {stats['rankings']} rankings from {g.file} "
+          f"into round {stats['round']} ({stats['question']}) of {store.db.display()}"
+          + (f"; {stats['already_in_round']} prompts were in the round already (left out, with their rankings)"
+             if stats["already_in_round"] else "")
+          + (f"; new reviewer accounts (no usable password): {', '.join(stats['reviewers_added'])}"
+             if stats["reviewers_added"] else ""))
+    return stats
 
 
 def cli_actor() -> str:
@@ -198,7 +248,8 @@ def main(argv: list[str] | None = None):
         raise InputError(f"unknown command '{command}'; expected one of: {', '.join(COMMANDS)}")
     if command in NAMED and rest and not rest[0].startswith("-"):
         rest = ["--name", rest[0], *rest[1:]]
-    store_args, gen_args, serve_args, export_args, reviewer_args, simulate_args, gold_args = parse_config(ALL, rest)
+    store_args, gen_args, serve_args, export_args, reviewer_args, simulate_args, gold_args, import_args = \
+        parse_config(ALL, rest)
     if command == "generate":
         return cmd_generate(store_args, gen_args)
     if command == "add-reviewer":
@@ -209,6 +260,9 @@ def main(argv: list[str] | None = None):
         return cmd_simulate(store_args, simulate_args, gen_args.seed)
     if command == "gold":
         return cmd_gold(store_args, gold_args)
+    if command == "import":  # --question on the command line; otherwise the round's (or ranking)
+        given = any(x == "--question" or x.startswith("--question=") for x in rest)
+        return cmd_import(store_args, export_args, gold_args, import_args, gen_args.question if given else None)
     if command in ("disable-reviewer", "enable-reviewer"):
         return cmd_set_disabled(store_args, reviewer_args, command == "disable-reviewer")
     return cmd_export(store_args, export_args)

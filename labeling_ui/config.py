@@ -21,7 +21,9 @@ class StoreArguments:
         default=30, metadata={"help": "A claimed item not submitted within this time is offered to others again."})
     round: int | None = field(
         default=None, metadata={"help": "generate: the round the answers belong to (default: the latest round if "
-                                        "it has the same policy, else a new one). serve: only offer this round."})
+                                        "it has the same policy, else a new one). serve: only offer this round. "
+                                        "import: the round to import into (default: a new one). export --format "
+                                        "argilla|label-studio: only this round."})
     gold_rate: int = field(
         default=20, metadata={"help": "serve/simulate: one claim in this many is a gold (known-answer) item the "
                                       "reviewer has not seen, while gold items are left (0 = never). Import them "
@@ -94,6 +96,12 @@ class ExportArguments:
                                         "implies (higher score = better, equal scores tie) in rankings.jsonl and its "
                                         "pairs, so the reward model learns from them. The raw scores are always in "
                                         "ratings.jsonl; false keeps them out of rankings, pairs and consensus."})
+    format: str | None = field(
+        default=None, metadata={"help": "export: ranktune (the default: the files the reward stage reads), argilla "
+                                        "or label-studio (items and rankings for that tool, in <runs_dir>/<run>/"
+                                        "export-<format>/ unless --out; --round N: one round). import: the format "
+                                        "of --file: jsonl, argilla, label-studio or oasst. See "
+                                        "docs/label-formats.md."})
 
 
 @dataclass
@@ -114,7 +122,21 @@ class GoldArguments:
         default=None, metadata={"help": "gold: JSONL of gold answers, one a line: {item_id, ranks | worst} marks a "
                                         "stored item, {prompt, answers, ranks | worst} adds a new one. ranks: the "
                                         "expected order (1 = best, ties allowed); worst: the 0-based position of the "
-                                        "answer that must be last."})
+                                        "answer that must be last. import: the file (or folder) to import, in "
+                                        "--format."})
+
+
+@dataclass
+class ImportArguments:
+    """`import --format F --file PATH`; also read: --round (default: a new round), --question (default: the
+    round's, or ranking for a new round)."""
+
+    dry_run: bool = field(
+        default=False, metadata={"help": "import: check the whole file against the store and print what would be "
+                                         "imported, then write nothing."})
+    reviewer_prefix: str = field(
+        default="", metadata={"help": "import: put this before every imported reviewer's name (e.g. 'argilla-'), "
+                                      "to keep accounts made by an import apart from the app's reviewers."})
 
 
 @dataclass
@@ -134,4 +156,4 @@ class SimulateArguments:
 
 
 ALL = (StoreArguments, GenerateArguments, ServeArguments, ExportArguments, ReviewerArguments, SimulateArguments,
-       GoldArguments)
+       GoldArguments, ImportArguments)
