@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], object], str]] = {
     "label": (_labels("serve"), "the labeling web app for reviewers (python -m labeling_ui serve)"),
     "simulate": (_labels("simulate"), "simulated reviewers rank every open item (python -m labeling_ui simulate)"),
     "export": (_labels("export"), "rankings, pairs, demonstrations -> runs/<run>/export (python -m labeling_ui export)"),
+    "import": (_labels("import"), "items and rankings from jsonl, argilla, label-studio, oasst (python -m labeling_ui import)"),
     "gold": (_labels("gold"), "import or mark gold (known-answer) items (python -m labeling_ui gold)"),
     "add-reviewer": (_labels("add-reviewer"), "create a reviewer account: add-reviewer NAME [--admin] "
                                               "(python -m labeling_ui add-reviewer)"),

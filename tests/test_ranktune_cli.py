@@ -12,7 +12,7 @@ import pytest
 
 from ranktune import cli
 
-EXPECTED = ["sft", "generate", "label", "simulate", "export", "gold", "add-reviewer", "disable-reviewer",
+EXPECTED = ["sft", "generate", "label", "simulate", "export", "import", "gold", "add-reviewer", "disable-reviewer",
             "enable-reviewer", "labels", "reward", "rlhf", "dpo", "rloo", "grpo", "loop", "demo", "report"]
 
 # command -> (module whose main runs, the leading positional arguments, what goes before the user's argv)
@@ -22,6 +22,7 @@ DISPATCH = {
     "grpo": ("alternatives.online", ("grpo",), []), "loop": ("rlhf.loop", (), []), "report": ("report.build", (), []),
     "generate": ("labeling_ui.cli", (), ["generate"]), "label": ("labeling_ui.cli", (), ["serve"]),
     "export": ("labeling_ui.cli", (), ["export"]), "simulate": ("labeling_ui.cli", (), ["simulate"]),
+    "import": ("labeling_ui.cli", (), ["import"]),
     "gold": ("labeling_ui.cli", (), ["gold"]), "add-reviewer": ("labeling_ui.cli", (), ["add-reviewer"]),
     "disable-reviewer": ("labeling_ui.cli", (), ["disable-reviewer"]),
     "enable-reviewer": ("labeling_ui.cli", (), ["enable-reviewer"]), "labels": ("labeling_ui.cli", (), []),
