@@ -87,7 +87,7 @@ loop: ## rounds of generate -> rank -> reward -> PPO with the stage configs as t
 report: ## runs/$(RUN)/report.html: what happened in the run, with figures
 	$(PY) -m report --run $(RUN) $(ARGS)
 
-screenshot: ## docs/labeling.png and docs/admin.png: the ranking page and the reliability table on demo data (needs /usr/bin/chromium)
+screenshot: ## docs/labeling*.png and docs/admin.png: the reviewer page (each question type, phone width) and the reliability table (needs /usr/bin/chromium)
 	$(PY) docs/screenshot.py
 
 test: ## the test suite (tiny random models, plus a few end-to-end tests on the bundled model)
