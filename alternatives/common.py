@@ -145,10 +145,12 @@ def peak_rss_mib() -> int:
 
 
 def publish(policy, tokenizer, work: Path, final: Path, metrics: dict, history: list[dict], rows: list[dict],
-            curves: list[str]) -> Path:
-    """runs/<run>/<method>/, laid out like PPO's folder (`ranktune.runs.publish_policy`)."""
+            curves: list[str], configs: tuple = (), data: dict | None = None) -> Path:
+    """runs/<run>/<method>/, laid out like PPO's folder (`ranktune.runs.publish_policy`); its model card
+    takes the key settings from `configs` and counts the files of `data` ({role: file})."""
     return publish_policy(policy, tokenizer, work, final, metrics, history, curves, f"{metrics['method']}.png",
-                          metrics["method"].upper(), {"eval_samples.jsonl": rows})
+                          metrics["method"].upper(), {"eval_samples.jsonl": rows},
+                          card={"stage": metrics["method"], "configs": configs, "data": data})
 
 
 def print_summary(metrics: dict, final: Path) -> None:

@@ -207,7 +207,8 @@ def main(args: list[str] | None = None) -> Path:
         metrics["eval_settings"] = {"max_new_tokens": script_args.max_completion_length,
                                     "temperature": script_args.temperature}
     metrics["peak_rss_mib"] = peak_rss_mib()
-    publish(trained, tokenizer, work, final, metrics, trainer.state.log_history, rows, CURVES)
+    publish(trained, tokenizer, work, final, metrics, trainer.state.log_history, rows, CURVES,
+            (script_args, config, model_args), {"preference pairs": info["data"], "prompts": script_args.prompts})
     print_summary(metrics, final)
     return final
 

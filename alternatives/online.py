@@ -170,6 +170,7 @@ def main(method: str, args: list[str] | None = None) -> Path:
             script_args.eval_samples_per_prompt)
         metrics["eval_settings"] = {"max_new_tokens": config.max_completion_length, "temperature": config.temperature}
     metrics["peak_rss_mib"] = peak_rss_mib()
-    publish(trained, tokenizer, work, final, metrics, trainer.state.log_history, rows, CURVES)
+    publish(trained, tokenizer, work, final, metrics, trainer.state.log_history, rows, CURVES,
+            (script_args, config, model_args), {"prompts": script_args.prompts})
     print_summary(metrics, final)
     return final

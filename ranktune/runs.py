@@ -120,13 +120,14 @@ def publish_folder(src: Path, final: Path) -> None:
 
 
 def publish_policy(policy, tokenizer, work: Path, final: Path, metrics: dict, history: list[dict],
-                   curves: list[str], plot_name: str, title: str, extra_jsonl: dict[str, list[dict]] | None = None
-                   ) -> Path:
+                   curves: list[str], plot_name: str, title: str, extra_jsonl: dict[str, list[dict]] | None = None,
+                   card: dict | None = None) -> Path:
     """A tuned policy's whole output folder, built beside the checkpoints in `work` and renamed into
     place (a crash at any point leaves no half-written `final`); then the checkpoints go.
 
     Writes the model (LoRA merged: a plain folder any stage loads), its tokenizer, metrics.json,
-    metrics.jsonl (`history`), a plot of `curves`, and each non-empty list of `extra_jsonl`."""
+    metrics.jsonl (`history`), a plot of `curves`, each non-empty list of `extra_jsonl`, and with `card`
+    (`ranktune.model_card.write_model_card`'s stage, configs and data) a README.md model card."""
     from ranktune.jsonl import write_json_atomic, write_jsonl_atomic
     from ranktune.plots import plot_curves
 
@@ -144,6 +145,10 @@ def publish_policy(policy, tokenizer, work: Path, final: Path, metrics: dict, hi
             write_jsonl_atomic(staging / name, rows)
     if history:
         plot_curves(history, curves, staging / plot_name, title=title)
+    if card is not None:
+        from ranktune.model_card import write_model_card
+
+        write_model_card(staging, metrics=metrics, final=final, **card)
     publish_folder(staging, final)
     shutil.rmtree(work, ignore_errors=True)
     return final

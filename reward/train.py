@@ -18,6 +18,7 @@ from ranktune.config import lora_config, parse_config
 from ranktune.lora import top_layers_adapter
 from ranktune.errors import InputError, exit_on_input_error
 from ranktune.jsonl import write_json_atomic
+from ranktune.model_card import write_model_card
 from ranktune.models import load_sequence_classifier
 from ranktune.plots import plot_curves
 from ranktune.records import read_demonstrations
@@ -145,6 +146,8 @@ def main(args: list[str] | None = None) -> Path:
         plot_curves(trainer.state.log_history, ["loss", "accuracy", "margin", "eval_loss", "eval_accuracy"],
                     staging / "training.png", title=f"reward model ({training_args.loss_type})")
         plot_evaluation(metrics.get("test", {}), normalized, staging / "calibration.png")
+        write_model_card(staging, "reward", metrics, (training_args, model_args, script_args),
+                         {"labels": metrics["data"], "normalisation answers": norm_source}, final)
         publish_folder(staging, final)
         shutil.rmtree(work, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()

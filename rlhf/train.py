@@ -95,7 +95,10 @@ def main(args: list[str] | None = None) -> Path:
             metrics["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
             updates = [h for h in history if "objective/scores" in h]
             publish_policy(trained.policy, tokenizer, work, final, metrics, updates, CURVES, "ppo.png", "PPO",
-                           {"samples.jsonl": trainer.samples_log, "eval_samples.jsonl": rows})
+                           {"samples.jsonl": trainer.samples_log, "eval_samples.jsonl": rows},
+                           card={"stage": "rlhf", "configs": (config, model_args),
+                                 "data": {"prompts": script_args.prompts,
+                                          "ptx demonstrations": script_args.ptx_data if config.ptx_coef else None}})
     trainer.accelerator.wait_for_everyone()
     if trainer.accelerator.is_main_process:
         _print_summary(metrics, final)

@@ -14,6 +14,7 @@ from pathlib import Path
 from ranktune.config import lora_config, parse_config
 from ranktune.errors import exit_on_input_error
 from ranktune.jsonl import write_json_atomic
+from ranktune.model_card import write_model_card
 from ranktune.models import DEFAULT_MODEL, load_causal_lm
 from ranktune.plots import plot_curves
 from ranktune.records import read_demonstrations
@@ -96,6 +97,8 @@ def main(args: list[str] | None = None) -> Path:
     if is_main:
         write_json_atomic(staging / "metrics.json", metrics)
         plot_curves(trainer.state.log_history, ["loss", "eval_loss"], staging / "loss.png", title="SFT loss")
+        write_model_card(staging, "sft", metrics, (training_args, model_args), {
+            "demonstrations": script_args.data, "extra held-out demonstrations": script_args.extra_eval_data}, final)
         publish_folder(staging, final)
         shutil.rmtree(work, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()

@@ -16,6 +16,7 @@ from alternatives.online import ModelReward
 from alternatives.online import main as online_main
 from ranktune.models import load_causal_lm
 from tiny_models import make_tiny_reward_dir
+from test_model_card import assert_model_card
 from ranktune.policy_eval import summarize
 from ranktune.prompting import render_answer, render_prompt
 from ranktune.scoring import RewardScorer
@@ -109,6 +110,8 @@ def test_each_method_publishes_a_plain_policy_with_ppos_evaluation(methods_run, 
     history = [json.loads(x) for x in (final / "metrics.jsonl").read_text().splitlines()]
     assert any("loss" in h for h in history)
     assert (final / f"{method}.png").stat().st_size > 1000
+    card = assert_model_card(final, method)
+    assert "| beta |" in card and "| lora_r | 8 |" in card and "prompts.jsonl`, 30 rows" in card
     if method == "dpo":  # 3 of 30 prompts held out: their pairs never trained on
         assert metrics["train_pairs"] == 27 and metrics["pairs_on_held_out_prompts_left_out"] == 3
         assert metrics["train_answers_cut_off"] == 27

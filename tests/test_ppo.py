@@ -14,6 +14,7 @@ from rlhf.ppo import PPOConfig, PPOTrainer
 from rlhf.train import main as rlhf_main
 from ranktune.models import load_sequence_classifier
 from tiny_models import CountingReward, make_tiny_reward_dir
+from test_model_card import assert_model_card
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +100,7 @@ def test_ppo_run_publishes_a_loadable_policy_and_metrics(tmp_path, tiny_llama, r
     assert len(rows) == 3 * metrics["eval"]["samples_per_prompt"] == 6  # two answers per prompt by default
     assert {r["prompt"] for r in rows[:2]} == {rows[0]["prompt"]}, "a prompt's answers side by side"
     assert metrics["eval"]["gold_gain_se"] >= 0
+    assert f"`{prompts_file}`, 30 rows" in assert_model_card(final, "rlhf")
 
 
 def test_lora_roles_share_weights(tiny_llama, reward_folder):

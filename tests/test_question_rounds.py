@@ -10,6 +10,7 @@ import pytest
 
 from labeling_ui.cli import main as label_main
 from reward.train import main as reward_main
+from test_model_card import assert_model_card
 
 
 def run_round(tmp_path, policy, question: str, k: int) -> dict:
@@ -46,6 +47,8 @@ def test_a_pairwise_round_with_strengths_trains_a_reward_model(tmp_path, tiny_ll
     metrics = train(tiny_llama, out / "rankings.jsonl", tmp_path / "runs", "pairwise")
     assert metrics["data_stats"]["pairs_with_strength"] == len(pairs)
     assert metrics["global_step"] >= 1 and "accuracy" in metrics["test"]
+    card = assert_model_card(tmp_path / "runs" / "pairwise" / "reward", "reward")  # the export's summary.json
+    assert f"{len(rows)} rankings, {len(pairs)} pairs; label rounds: 1; reviewers: 3; question types: pairwise" in card
 
 
 def test_a_rating_round_exports_scores_and_trains_on_the_pairs_they_imply(tmp_path, tiny_llama):

@@ -19,6 +19,7 @@ from reward.evaluate import accuracy_cells, calibration_table, clustered_ratio, 
 from reward.losses import listwise_loss, pairwise_loss, plackett_luce_nll
 from reward.records import Ranking, ranking_pairs
 from reward.train import main as reward_main
+from test_model_card import assert_model_card
 
 # -log sigmoid(x) = log(1 + e^-x), written out so the expected values below can be checked by hand.
 SP = {1.0: 0.3132616875182228, 2.0: 0.1269280110429725, -1.0: 1.3132616875182228}
@@ -230,6 +231,7 @@ def test_reward_model_learns_the_keyword_and_reports_held_out_metrics(trained):
     assert metrics["data_stats"]["rankings"] == 96 and metrics["train_prompts"] + metrics["test_prompts"] == 96
     for png in ("training.png", "calibration.png"):
         assert (final / png).stat().st_size > 1000
+    assert "96 rows" in assert_model_card(final, "reward")  # README.md: base model, data and held-out metrics
 
 
 def test_published_folder_scores_sft_answers_at_mean_0_std_1(trained):

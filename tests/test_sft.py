@@ -11,6 +11,7 @@ import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sft.train import main as sft_main
+from test_model_card import assert_model_card
 
 REPETITIVE = [{"prompt": f"Say the word number {i}", "completion": f"Sure: word {i}. Done."} for i in range(24)]
 
@@ -40,6 +41,8 @@ def test_sft_lowers_held_out_loss_and_publishes_a_plain_model(tiny_llama, demos,
     assert metrics["eval_loss"] < metrics["base_eval_loss"]
     assert metrics["train_examples"] + metrics["eval_examples"] == len(REPETITIVE)
     assert (final / "loss.png").stat().st_size > 1000
+    card = assert_model_card(final, "sft")  # README.md: base model, data and held-out losses
+    assert f"`{demos}`, 24 rows" in card and f"train_examples {metrics['train_examples']}" in card
     assert not (final.parent / "sft.work").exists(), "checkpoints are cleaned up after publishing"
     model = AutoModelForCausalLM.from_pretrained(final)  # plain transformers, no ranktune needed
     tok = AutoTokenizer.from_pretrained(final)
