@@ -8,6 +8,7 @@
     gold          import or mark gold (known-answer) items: gold --file gold.jsonl
     import        items and rankings from another tool: import --format jsonl|argilla|label-studio|oasst --file F
                   [--round N --question ranking|pairwise|rating]; export --format argilla|label-studio writes them
+    arena-simulate  simulated voters chat with the run's models in the Arena and vote (--arena_turns N)
     disable-reviewer NAME   end their sessions and refuse their logins (their labels stay)
     enable-reviewer NAME    let a disabled reviewer log in again
 
@@ -25,12 +26,12 @@ from ranktune.errors import InputError, exit_on_input_error
 from ranktune.records import read_prompts
 from ranktune.runs import check_writable, run_dir
 
-from labeling_ui.config import (ALL, ExportArguments, GenerateArguments, GoldArguments, ImportArguments,
-                                ReviewerArguments, ServeArguments, SimulateArguments, StoreArguments)
+from labeling_ui.config import (ALL, ArenaArguments, ExportArguments, GenerateArguments, GoldArguments,
+                                ImportArguments, ReviewerArguments, ServeArguments, SimulateArguments, StoreArguments)
 from labeling_ui.store import LabelStore
 
 COMMANDS = ("generate", "add-reviewer", "serve", "export", "simulate", "gold", "disable-reviewer", "enable-reviewer",
-            "import")
+            "import", "arena-simulate")
 NAMED = ("add-reviewer", "disable-reviewer", "enable-reviewer")  # the first argument is a reviewer's name
 
 
@@ -237,6 +238,54 @@ def cmd_simulate(a: StoreArguments, m: SimulateArguments, seed: int) -> dict:
     return stats
 
 
+def arena_model_args(entries: list[str]) -> list[tuple[str, str]]:
+    """--arena_models entries (NAME=PATH or PATH) as (name, path); a PATH's name is its folder's name."""
+    out = []
+    for entry in entries:
+        name, sep, path = entry.partition("=")
+        if not sep:
+            name, path = Path(entry.rstrip("/")).name or entry, entry
+        out.append((name.strip(), path.strip()))
+    return out
+
+
+def cmd_arena_simulate(a: StoreArguments, g: GenerateArguments, m: SimulateArguments, r: ArenaArguments) -> dict:
+    from labeling_ui.arena.models import ArenaEngine
+    from labeling_ui.arena.simulate import ArenaVoter, simulate_arena
+    from labeling_ui.arena.store import ArenaStore
+    from labeling_ui.simulate import default_panel, ensure_accounts
+
+    checks = [(r.arena_turns >= 1, "arena_turns"), (m.simulated_reviewers >= 1, "simulated_reviewers"),
+              (r.arena_turns_per_conversation >= 1, "arena_turns_per_conversation")]
+    for ok, name in checks:
+        if not ok:
+            raise InputError("must be at least 1", field=name)
+    prompts = [p["prompt"] for p in read_prompts(g.prompts)][:g.max_prompts or None]
+    store = open_store(a)
+    try:
+        arena = ArenaStore(store, rate_limit_per_minute=None, max_turns=r.max_turns)  # simulated: no rate limit
+        arena.refresh_models(run_dir(a.run, a.runs_dir))
+        for name, path in arena_model_args(r.arena_models):
+            arena.add_model(name, path, cli_actor(), update=True)
+        names = [x.name for x in arena.models()]
+        if len(names) < 2:
+            raise InputError(f"the arena needs at least two models, found {names or 'none'} in "
+                             f"{run_dir(a.run, a.runs_dir)}: add some with --arena_models NAME=PATH (smollm2-135m is "
+                             "the bundled model)", field="arena_models")
+        panel = default_panel(m.simulated_reviewers, m.reviewer_noise, m.reviewer_disagreement, g.seed)
+        ensure_accounts(store, panel)
+        voters = [ArenaVoter(p, r.both_bad_below) for p in panel]
+        with ArenaEngine(arena.model_path, max_resident=r.max_resident_models, max_queue=r.max_queue,
+                         max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p,
+                         seed=g.seed) as engine:
+            stats = simulate_arena(arena, engine, voters, prompts, r.arena_turns, r.arena_turns_per_conversation)
+    finally:
+        store.close()
+    print(f"arena: {stats['turns']} turns in {stats['conversations']} conversations by simulated voters "
+          f"({', '.join(f'{k} {v}' for k, v in stats['outcomes'].items())}); models: {', '.join(names)}")
+    return stats
+
+
 @exit_on_input_error
 def main(argv: list[str] | None = None):
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -248,7 +297,7 @@ def main(argv: list[str] | None = None):
         raise InputError(f"unknown command '{command}'; expected one of: {', '.join(COMMANDS)}")
     if command in NAMED and rest and not rest[0].startswith("-"):
         rest = ["--name", rest[0], *rest[1:]]
-    store_args, gen_args, serve_args, export_args, reviewer_args, simulate_args, gold_args, import_args = \
+    store_args, gen_args, serve_args, export_args, reviewer_args, simulate_args, gold_args, import_args, arena_args = \
         parse_config(ALL, rest)
     if command == "generate":
         return cmd_generate(store_args, gen_args)
@@ -263,6 +312,8 @@ def main(argv: list[str] | None = None):
     if command == "import":  # --question on the command line; otherwise the round's (or ranking)
         given = any(x == "--question" or x.startswith("--question=") for x in rest)
         return cmd_import(store_args, export_args, gold_args, import_args, gen_args.question if given else None)
+    if command == "arena-simulate":
+        return cmd_arena_simulate(store_args, gen_args, simulate_args, arena_args)
     if command in ("disable-reviewer", "enable-reviewer"):
         return cmd_set_disabled(store_args, reviewer_args, command == "disable-reviewer")
     return cmd_export(store_args, export_args)

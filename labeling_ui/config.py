@@ -155,5 +155,29 @@ class SimulateArguments:
                                        "(the gold score's units; reviewer_noise is its noise std)."})
 
 
+@dataclass
+class ArenaArguments:
+    """The Arena (labeling_ui/arena/). Its answers are sampled with generate's temperature, top_p and
+    max_new_tokens; arena-simulate's voters are simulate's panel (simulated_reviewers, reviewer_noise, ...)."""
+
+    max_resident_models: int = field(
+        default=2, metadata={"help": "arena: models kept loaded at once; the least recently used is unloaded to make "
+                                     "room (2 = one conversation's pair)."})
+    max_queue: int = field(default=8, metadata={"help": "arena: chats waiting for the models before new ones are "
+                                                        "refused ('the arena is busy')."})
+    rate_limit_per_minute: int = field(
+        default=6, metadata={"help": "arena: messages one reviewer may send per minute (0 = no limit)."})
+    max_turns: int = field(default=8, metadata={"help": "arena: turns per conversation before a new one must start."})
+    arena_models: list[str] = field(
+        default_factory=list, metadata={"help": "arena: models besides the run's checkpoints, each NAME=PATH or PATH "
+                                                "(a model folder, or smollm2-135m for the bundled model)."})
+    arena_turns: int = field(default=20, metadata={"help": "arena-simulate: how many turns the simulated voters chat."})
+    arena_turns_per_conversation: int = field(
+        default=2, metadata={"help": "arena-simulate: turns per simulated conversation (then a new pair is drawn)."})
+    both_bad_below: float = field(
+        default=0.0, metadata={"help": "arena-simulate: a voter says both_bad when both answers' utilities (gold "
+                                       "score + taste + noise) are below this."})
+
+
 ALL = (StoreArguments, GenerateArguments, ServeArguments, ExportArguments, ReviewerArguments, SimulateArguments,
-       GoldArguments, ImportArguments)
+       GoldArguments, ImportArguments, ArenaArguments)

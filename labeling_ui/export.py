@@ -20,6 +20,9 @@ runs/<run>/export/ (replaced as a whole, in one rename):
     comments.jsonl        {item_id, ranking_id, reviewer, text}: what reviewers wrote about items
     flagged.jsonl         items whose flags an admin confirmed: never training data, kept as what went wrong
     reviewers.json        each reviewer's reliability (labeling_ui/reliability.py)
+    arena_pairs.jsonl     {prompt (chat messages), chosen, rejected, reviewer, source "arena", model_chosen,
+                          model_rejected, ...}: arena votes as pairs (labeling_ui/arena/export.py: which
+                          turns make one); python -m reward --data .../arena_pairs.jsonl
     summary.json          counts (also per question type, in `questions`), and what was held out and why
 
 Question types (`question`, labeling_ui/questions/). Every answer is exported as ranks over the
@@ -61,6 +64,7 @@ from ranktune.errors import InputError
 from ranktune.jsonl import write_json_atomic, write_jsonl_atomic
 from ranktune.runs import publish_dir
 
+from labeling_ui.arena.export import ARENA_PAIRS_FILE, arena_export
 from labeling_ui.questions import QUESTIONS
 from labeling_ui.reliability import Assessment, assess
 from labeling_ui.schema import APPROVED, CLEARED, CONFIRMED
@@ -242,6 +246,10 @@ def export(store: LabelStore, out: Path, include_flagged: bool = False, exclude_
                                 "the reward model will not learn from them")
     comments = store.comments()
     summary["comments"] = len(comments)
+    arena, summary["arena"] = arena_export(store, exclude_disabled)
+    if summary["arena"]["votes"]:
+        summary["notes"].append(f"{summary['arena']['votes']} arena votes gave {len(arena)} pairs in arena_pairs.jsonl "
+                                "(not in pairs.jsonl; see labeling_ui/arena/export.py)")
     with publish_dir(out) as tmp:
         write_jsonl_atomic(tmp / "rankings.jsonl", rows)
         write_jsonl_atomic(tmp / "pairs.jsonl", pairs)
@@ -250,6 +258,7 @@ def export(store: LabelStore, out: Path, include_flagged: bool = False, exclude_
         write_jsonl_atomic(tmp / "demonstrations.jsonl", demos)
         write_jsonl_atomic(tmp / "comments.jsonl", comments)
         write_jsonl_atomic(tmp / "flagged.jsonl", confirmed)
+        write_jsonl_atomic(tmp / ARENA_PAIRS_FILE, arena)
         _save_dataset(rows, tmp / "rankings_ds", RANKING_FIELDS, RANKING_EXTRAS)
         _save_dataset(pairs, tmp / "pairs_ds", PAIR_FIELDS, PAIR_EXTRAS)
         write_json_atomic(tmp / "reviewers.json", reviewers)

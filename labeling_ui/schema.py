@@ -7,6 +7,8 @@
              │     ├─ gold_items (a known answer: the item checks reviewers and never trains)
              │     └─ flag_reviews (an admin confirms or clears the flags raised so far)
     reviewers ── sessions, login_attempts;  audit_log (who did which admin action when)
+    arena (labeling_ui/arena/schema.py, same Base; new tables only, so no version bump):
+        arena_models;  arena_conversations (reviewer x model_a x model_b) ── arena_turns ── arena_votes
 
 Reviewers' hours are the expensive part of the pipeline, so nothing a reviewer sent is ever
 deleted: an undone submission is marked withdrawn, and exports read only the active ones.
