@@ -85,7 +85,9 @@ def read_reply(raw, ticket: dict) -> tuple[dict | None, str]:
     return reply, ""
 
 
-def build_blocks(store: LabelStore, export_dir: Path, guidelines: str | None = None, slots: int = 8) -> gr.Blocks:
+def build_blocks(store: LabelStore, export_dir: Path, guidelines: str | None = None, slots: int = 8,
+                 arena=None) -> gr.Blocks:
+    """The page; `arena`: (ArenaStore, ArenaEngine, suggested prompts) adds the Arena tab (labeling_ui/arena/tab.py)."""
     slots = max(slots, store.max_answers(), 2)
     guidelines_md = Path(guidelines).read_text(encoding="utf-8") if guidelines else GUIDELINES.read_text("utf-8")
 
@@ -118,6 +120,12 @@ def build_blocks(store: LabelStore, export_dir: Path, guidelines: str | None = N
                     skip = gr.Button("Skip this item", elem_id="skip-btn", scale=1)
                     undo = gr.Button("Undo my last submission", elem_id="undo-btn", scale=1)
                 status = gr.HTML("", elem_id="status")
+            if arena is not None:
+                from labeling_ui.arena.tab import build_arena_tab
+
+                with gr.Tab("Arena", id="arena") as arena_tab:
+                    arena_view, arena_outputs = build_arena_tab(*arena)
+                arena_tab.select(arena_view, None, arena_outputs, api_visibility="private")
             with gr.Tab("Admin", id="admin", visible=False) as admin_tab:
                 admin_view, admin_outputs = build_admin(store, export_dir)
 

@@ -38,7 +38,7 @@ NAMED = ("add-reviewer", "disable-reviewer", "enable-reviewer")  # the first arg
 def open_store(a: StoreArguments, serve: ServeArguments | None = None, must_exist: bool = False) -> LabelStore:
     if a.claim_timeout_minutes <= 0:
         raise InputError("must be more than 0", field="claim_timeout_minutes")
-    kwargs = {"gold_rate": a.gold_rate}
+    kwargs = {"gold_rate": a.gold_rate, "shuffle": a.shuffle_answers}
     if serve is not None:
         kwargs |= {"round": a.round, "max_failures": serve.max_login_failures,
                   "max_failures_per_client": serve.max_login_failures_per_client,
@@ -49,12 +49,16 @@ def open_store(a: StoreArguments, serve: ServeArguments | None = None, must_exis
 
 def cmd_generate(a: StoreArguments, g: GenerateArguments) -> dict:
     from labeling_ui.generate import generate, pick_round
+    from labeling_ui.questions import question
 
     checks = [(g.k >= 2, "k", "must be at least 2 (reviewers compare answers)"),
               (g.temperature > 0, "temperature", "must be more than 0"),
               (0 < g.top_p <= 1, "top_p", "must be in (0, 1]"),
               (g.max_new_tokens >= 1, "max_new_tokens", "must be at least 1"),
               (g.batch_size >= 1, "batch_size", "must be at least 1")]
+    unfit = question(g.question).fits(g.k)  # an unknown question type fails here too
+    if unfit:
+        raise InputError(unfit, field="k")
     for ok, name, message in checks:
         if not ok:
             raise InputError(message, field=name)
@@ -104,7 +108,29 @@ def cmd_add_reviewer(a: StoreArguments, r: ReviewerArguments):
     return user
 
 
-def cmd_serve(a: StoreArguments, s: ServeArguments):
+def open_arena(store: LabelStore, a: StoreArguments, g: GenerateArguments, r: ArenaArguments):
+    """The Arena of a served store: (ArenaStore, ArenaEngine, suggested prompts), or None when the
+    run has fewer than two models to pit against each other (the page then has no Arena tab)."""
+    from labeling_ui.arena.models import ArenaEngine
+    from labeling_ui.arena.store import ArenaStore
+
+    arena = ArenaStore(store, rate_limit_per_minute=r.rate_limit_per_minute, max_turns=r.max_turns)
+    arena.refresh_models(run_dir(a.run, a.runs_dir))
+    for name, path in arena_model_args(r.arena_models):
+        arena.add_model(name, path, cli_actor(), update=True)
+    names = [x.name for x in arena.models()]
+    if len(names) < 2:
+        print(f"note: no Arena tab: it needs two models, found {names or 'none'} (add --arena_models NAME=PATH; "
+              "smollm2-135m is the bundled model)", flush=True)
+        return None
+    engine = ArenaEngine(arena.model_path, max_resident=r.max_resident_models, max_queue=r.max_queue,
+                         max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p)
+    print(f"arena: {', '.join(names)}", flush=True)
+    return arena, engine, store.prompt_texts(limit=30)
+
+
+def cmd_serve(a: StoreArguments, s: ServeArguments, g: GenerateArguments | None = None,
+              r: ArenaArguments | None = None):
     from labeling_ui.server import serve
 
     for path in (s.ssl_certfile, s.ssl_keyfile, s.guidelines):
@@ -113,8 +139,13 @@ def cmd_serve(a: StoreArguments, s: ServeArguments):
     if bool(s.ssl_certfile) != bool(s.ssl_keyfile):
         raise InputError("TLS needs both --ssl_certfile and --ssl_keyfile")
     store = open_store(a, s, must_exist=True)
-    serve(store, s.host, s.port, run_dir(a.run, a.runs_dir) / "export", s.guidelines, s.answer_slots,
-          s.ssl_certfile, s.ssl_keyfile)
+    arena = open_arena(store, a, g, r) if s.arena and g is not None and r is not None else None
+    try:
+        serve(store, s.host, s.port, run_dir(a.run, a.runs_dir) / "export", s.guidelines, s.answer_slots,
+              s.ssl_certfile, s.ssl_keyfile, arena=arena)
+    finally:
+        if arena is not None:
+            arena[1].close()
 
 
 def cmd_export(a: StoreArguments, e: ExportArguments) -> dict:
@@ -228,7 +259,7 @@ def cmd_simulate(a: StoreArguments, m: SimulateArguments, seed: int) -> dict:
         raise InputError("must be at least 1", field="simulated_reviewers")
     store = open_store(a, must_exist=True)
     try:
-        panel = default_panel(m.simulated_reviewers, m.reviewer_noise, m.reviewer_disagreement, seed)
+        panel = default_panel(m.simulated_reviewers, m.reviewer_noise, m.reviewer_disagreement, seed, m.position_bias)
         panel += bad_panel(m.bad_reviewers, seed, m.reviewer_noise)
         stats = simulate_reviews(store, panel, m.max_per_reviewer)
     finally:
@@ -304,7 +335,7 @@ def main(argv: list[str] | None = None):
     if command == "add-reviewer":
         return cmd_add_reviewer(store_args, reviewer_args)
     if command == "serve":
-        return cmd_serve(store_args, serve_args)
+        return cmd_serve(store_args, serve_args, gen_args, arena_args)
     if command == "simulate":
         return cmd_simulate(store_args, simulate_args, gen_args.seed)
     if command == "gold":

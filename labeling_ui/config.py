@@ -73,6 +73,8 @@ class ServeArguments:
     max_login_failures_per_client: int = field(default=20, metadata={"help": "The same, per client address."})
     login_window_minutes: float = field(default=15, metadata={"help": "Window for counting failed logins."})
     answer_slots: int = field(default=8, metadata={"help": "Most answers one item may show (page layout)."})
+    arena: bool = field(default=True, metadata={"help": "Serve the Arena tab (reviewers chat with two anonymous "
+                                                        "models of the run and vote) when the run has two models."})
 
 
 @dataclass

@@ -34,6 +34,11 @@ class StoreReads:
                              .order_by(Item.round)).all()
         return [tuple(r) for r in rows]
 
+    def prompt_texts(self, limit: int = 30) -> list[str]:
+        """Readable texts of the store's first prompts (the Arena's suggestions)."""
+        with self.db.read() as s:
+            return list(s.scalars(select(Prompt.text).order_by(Prompt.id).limit(limit)))
+
     def max_answers(self) -> int:
         with self.db.read() as s:
             return int(s.scalar(select(func.max(Candidate.position))) or 0) + 1

@@ -224,7 +224,7 @@ font-size:.9rem}}
 
 
 def build_app(store: LabelStore, export_dir: Path, guidelines: str | None = None, slots: int = 8,
-              secure_cookies: bool = False) -> FastAPI:
+              secure_cookies: bool = False, arena=None) -> FastAPI:
     import gradio as gr
 
     from labeling_ui.app import build_blocks, page_css, page_head
@@ -273,7 +273,7 @@ def build_app(store: LabelStore, export_dir: Path, guidelines: str | None = None
         user = request.scope.get("state", {}).get("reviewer")  # set by the gate for this request
         return user.name if user else None
 
-    blocks = build_blocks(store, export_dir, guidelines, slots)
+    blocks = build_blocks(store, export_dir, guidelines, slots, arena=arena)
     theme = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"],
                            font_mono=["ui-monospace", "monospace"])  # no web fonts: the app works offline
     app = gr.mount_gradio_app(app, blocks, path="/", auth_dependency=gradio_user, ssr_mode=False,
@@ -284,14 +284,14 @@ def build_app(store: LabelStore, export_dir: Path, guidelines: str | None = None
 
 
 def serve(store: LabelStore, host: str, port: int, export_dir: Path, guidelines: str | None = None, slots: int = 8,
-          ssl_certfile: str | None = None, ssl_keyfile: str | None = None) -> None:
+          ssl_certfile: str | None = None, ssl_keyfile: str | None = None, arena=None) -> None:
     import uvicorn
 
     tls = bool(ssl_certfile and ssl_keyfile)
     if not is_loopback(host) and not tls:
         print(f"warning: serving on {host} without TLS: passwords and session cookies cross the network in "
               "clear. Pass --ssl_certfile/--ssl_keyfile, or put a TLS proxy in front.", file=sys.stderr)
-    app = build_app(store, export_dir, guidelines, slots, secure_cookies=tls)
+    app = build_app(store, export_dir, guidelines, slots, secure_cookies=tls, arena=arena)
     counts = store.counts()
     scheme = "https" if tls else "http"
     print(f"labeling app on {scheme}://{host}:{port}  ({counts['items']} items, {counts['reviewers']} reviewers, "

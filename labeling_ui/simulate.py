@@ -14,6 +14,7 @@ import secrets
 from tqdm.auto import tqdm
 
 from ranktune.gold import SimulatedReviewer, simulated_panel
+from labeling_ui.questions import question
 from labeling_ui.store import LabelStore
 
 
@@ -38,16 +39,31 @@ def simulate_reviews(store: LabelStore, panel: list[SimulatedReviewer], max_per_
             if task is None:
                 active.remove(reviewer)
                 continue
-            ranks = reviewer.rank(task.prompt_text, [a.text for a in task.answers], [a.ended for a in task.answers])
-            store.submit(reviewer.name, task.assignment_id, ranks, token=secrets.token_hex(16))
+            store.submit(reviewer.name, task.assignment_id, reply=simulated_reply(reviewer, task),
+                         token=secrets.token_hex(16))
             done[reviewer.name] += 1
             bar.update()
     bar.close()
     return {"rankings": sum(done.values()), "per_reviewer": done}
 
 
-def default_panel(n: int = 3, noise: float = 0.3, disagreement: float = 0.5, seed: int = 0) -> list[SimulatedReviewer]:
-    return simulated_panel(n, noise=noise, disagreement=disagreement, seed=seed)
+def simulated_reply(reviewer: SimulatedReviewer, task) -> dict:
+    """What `reviewer` answers to `task` (answers in the order the store shows this reviewer).
+
+    Rankings come from the reviewer's own `rank` (bad kinds and position bias included); the
+    other question types map its utilities (gold, taste, noise) through the type's
+    `simulated_reply`, so the bad kinds answer those as an honest reviewer would."""
+    answers, ended = [a.text for a in task.answers], [a.ended for a in task.answers]
+    if task.question == "ranking":
+        return {"ranks": reviewer.rank(task.prompt_text, answers, ended)}
+    utilities = [reviewer.utility(task.prompt_text, a, e) for a, e in zip(answers, ended)]
+    return question(task.question).simulated_reply(utilities, reviewer.tie_margin)
+
+
+def default_panel(n: int = 3, noise: float = 0.3, disagreement: float = 0.5, seed: int = 0,
+                  position_bias: float = 0.0) -> list[SimulatedReviewer]:
+    """`sim-1..n`; `position_bias` > 0: each favours the answers the store shows them first."""
+    return simulated_panel(n, noise=noise, disagreement=disagreement, seed=seed, position_bias=position_bias)
 
 
 def bad_panel(kinds: str, seed: int = 0, noise: float = 0.3) -> list[SimulatedReviewer]:

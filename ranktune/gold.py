@@ -94,7 +94,10 @@ class SimulatedReviewer:
 
     `length_taste` > 0 likes longer answers, < 0 shorter ones (per 100 words), which is how two
     simulated reviewers come to disagree; `noise` is the std of Gaussian noise added per answer;
-    scores closer than `tie_margin` are ranked as a tie.
+    scores closer than `tie_margin` are ranked as a tie. `position_bias` favours what is shown
+    first, as people do: `rank` receives the answers in the order they are shown, and the one at
+    index i of K gets `position_bias * (K-1-i)/(K-1)` extra utility (the first the whole bias, the
+    last none; 0, the default, adds nothing and draws the same noise).
     """
 
     name: str
@@ -102,6 +105,7 @@ class SimulatedReviewer:
     length_taste: float = 0.0
     tie_margin: float = 0.05
     seed: int = 0
+    position_bias: float = 0.0
     _rng: random.Random = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -112,15 +116,23 @@ class SimulatedReviewer:
         return gold_score(prompt, answer, ended) + taste + self._rng.gauss(0.0, self.noise)
 
     def rank(self, prompt: str, answers: list[str], ended: list[bool] | None = None) -> list[int]:
-        """Dense ranks, 1 = best; answers whose utilities are within `tie_margin` share a rank."""
+        """Dense ranks, 1 = best, of `answers` in the order shown; answers whose utilities are within
+        `tie_margin` share a rank."""
         ended = ended if ended is not None else [True] * len(answers)
-        return dense_ranks([self.utility(prompt, a, e) for a, e in zip(answers, ended)], self.tie_margin)
+        utilities = [self.utility(prompt, a, e) for a, e in zip(answers, ended)]
+        if self.position_bias and len(utilities) > 1:
+            last = len(utilities) - 1
+            utilities = [u + self.position_bias * (last - i) / last for i, u in enumerate(utilities)]
+        return dense_ranks(utilities, self.tie_margin)
 
 
-def simulated_panel(n: int = 3, noise: float = 0.3, disagreement: float = 0.5, seed: int = 0) -> list[SimulatedReviewer]:
-    """`n` simulated reviewers whose length tastes spread over [-disagreement, +disagreement]."""
+def simulated_panel(n: int = 3, noise: float = 0.3, disagreement: float = 0.5, seed: int = 0,
+                    position_bias: float = 0.0) -> list[SimulatedReviewer]:
+    """`n` simulated reviewers whose length tastes spread over [-disagreement, +disagreement], each
+    with the same `position_bias` (see SimulatedReviewer)."""
     tastes = [0.0] if n == 1 else [disagreement * (2 * i / (n - 1) - 1) for i in range(n)]
-    return [SimulatedReviewer(f"sim-{i + 1}", noise=noise, length_taste=t, seed=seed) for i, t in enumerate(tastes)]
+    return [SimulatedReviewer(f"sim-{i + 1}", noise=noise, length_taste=t, seed=seed, position_bias=position_bias)
+            for i, t in enumerate(tastes)]
 
 
 # Bad reviewers, for testing that the admin's reliability read-out (labeling_ui/reliability.py)
