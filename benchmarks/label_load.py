@@ -16,6 +16,10 @@ and checks the store: exactly rankings rows, each item exactly `overlap` times, 
 on one item, every row matched by a closed claim, and each reviewer's "Saved." answers equal to
 their rows (none lost, none duplicated). It prints submit latency p50/p95/p99 and throughput.
 
+`--arena_chatters N` (default 0: no Arena) serves the Arena too (the bundled model under two names,
+or `--arena_models NAME=PATH ...`) and keeps it generating with N chatters (benchmarks/arena_load.py)
+while the reviewers rank, so the submit latencies are measured with the arena busy.
+
 `--db postgres` starts a throwaway PostgreSQL server (Debian's initdb/pg_ctl) on a free loopback
 port in a temporary folder, as an unprivileged user when run as root, and removes it at exit.
 Everything listens on 127.0.0.1 only; every loop is bounded; the run stops by itself.
@@ -140,15 +144,16 @@ class AppProcess:
                 self.kill9()
 
 
-def start_app(db_url: str, workdir: Path, timeout_s: float = 90) -> AppProcess:
-    """`python -m labeling_ui serve` on a free 127.0.0.1 port; returns once /login answers."""
+def start_app(db_url: str, workdir: Path, timeout_s: float = 90, extra_args: list[str] | None = None) -> AppProcess:
+    """`python -m labeling_ui serve` on a free 127.0.0.1 port (plus `extra_args`, e.g. the Arena's
+    --arena_models); returns once /login answers."""
     import httpx
 
     for _attempt in range(3):  # the free port may be taken between probing and binding: try another
         port = free_port()
         log = workdir / f"app-{port}.log"
         cmd = [sys.executable, "-m", "labeling_ui", "serve", "--db", db_url, "--host", "127.0.0.1",
-               "--port", str(port), "--run", "load", "--runs_dir", str(workdir / "runs")]
+               "--port", str(port), "--run", "load", "--runs_dir", str(workdir / "runs"), *(extra_args or [])]
         with open(log, "wb") as out:
             proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
         app = AppProcess(proc, f"http://127.0.0.1:{port}", log)
@@ -353,18 +358,54 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
+def arena_load():
+    """benchmarks/arena_load.py as a module (its chatters), for --arena_chatters."""
+    import importlib.util
+
+    module = sys.modules.get("arena_load")
+    if module is None:
+        spec = importlib.util.spec_from_file_location("arena_load", Path(__file__).resolve().parent / "arena_load.py")
+        module = sys.modules.setdefault("arena_load", importlib.util.module_from_spec(spec))
+        spec.loader.exec_module(module)
+    return module
+
+
 def load_run(db_url: str, workdir: Path, reviewers: int, rankings: int, overlap: int = 2,
-             double_click_every: int = 25, time_limit_s: float = 1800, think_seconds: float = 0.0) -> dict:
-    """Seed, serve, drive, stop, check. Returns the figures; raises AssertionError on a bad store."""
+             double_click_every: int = 25, time_limit_s: float = 1800, think_seconds: float = 0.0,
+             arena_chatters: int = 0, arena_models: list[str] | None = None, arena_max_new_tokens: int = 48) -> dict:
+    """Seed, serve, drive, stop, check. Returns the figures; raises AssertionError on a bad store.
+
+    `arena_chatters` > 0: the app also serves the Arena (`arena_models`, default the bundled model
+    under two names), warmed up with one untimed turn, and that many chatters (arena_load.chat) keep
+    it generating from before the first reviewer starts until the last one is done."""
     if rankings % overlap:
         raise ValueError(f"--rankings must be a multiple of the overlap ({overlap})")
     items = rankings // overlap
     t0 = time.perf_counter()
     names = seed(db_url, items, reviewers, overlap)
     seeded_s = time.perf_counter() - t0
-    app = start_app(db_url, workdir)
+    extra, arena, chatter_names = None, None, []
+    if arena_chatters > 0:
+        from labeling_ui.store import LabelStore
+
+        arena = arena_load()
+        chatter_names = [f"arena{i:03d}" for i in range(arena_chatters)]
+        store = LabelStore(db_url, overlap=overlap)
+        try:
+            arena.add_accounts(store, ["arena-warm", *chatter_names])
+        finally:
+            store.close()
+        extra = arena.serve_args(arena_models or arena.DEFAULT_MODELS, arena_max_new_tokens)
+    app = start_app(db_url, workdir, extra_args=extra)
     logs = [ReviewerLog(n) for n in names]
+    chat_logs, chat_threads, chat_stop, chat_s = [], [], threading.Event(), None
     try:
+        if arena is not None:
+            prompts = arena.read_prompt_texts(str(REPO / "data" / "prompts.jsonl"))
+            arena.warm_up(app.base, "arena-warm", prompts[::-1])
+            chat_logs, chat_threads = arena.run_chatters(app.base, chatter_names, 3, prompts, time_limit_s + 60,
+                                                         chat_stop, conversations=10**6)  # until chat_stop
+            chat_t0 = time.perf_counter()
         deadline = time.monotonic() + time_limit_s
         threads = [threading.Thread(target=review, args=(app.base, log, double_click_every, rankings + 10, deadline,
                                                          think_seconds), daemon=True) for log in logs]
@@ -374,15 +415,29 @@ def load_run(db_url: str, workdir: Path, reviewers: int, rankings: int, overlap:
         for t in threads:
             t.join(timeout=max(1.0, deadline - time.monotonic() + 60))
         wall = time.perf_counter() - start
+        if arena is not None:
+            busy = [g.name for g in chat_logs if g.error is None and not g.turns]
+            chat_stop.set()  # each chatter ends after the turn it is in
+            arena.join_all(chat_threads, arena.EVENT_TIMEOUT_S + 30)
+            chat_s = time.perf_counter() - chat_t0
     finally:
+        chat_stop.set()
         app.stop()
     errors = [f"{g.name}: {g.error}" for g in logs if g.error]
+    if arena is not None:
+        errors += [f"{g.name}: {g.error}" for g in chat_logs if g.error]
     if errors:
         tail = app.log.read_text(errors="replace")[-1500:]
         raise AssertionError(f"{len(errors)} reviewers failed, e.g. {errors[:3]}; app log tail:\n{tail}")
     checked = check_store(db_url, items, overlap, logs)
     lat = [x for g in logs for x in g.latencies]
-    return {**checked, "reviewers": reviewers, "overlap": overlap, "seed_s": round(seeded_s, 1),
+    extra_figures = {}
+    if arena is not None:
+        arena.engine_figures(db_url, chat_logs)
+        extra_figures = {"arena_chatters": arena_chatters, "arena": {
+            **arena.summarize(chat_logs, chat_s), "models": arena_models or arena.DEFAULT_MODELS,
+            "max_new_tokens": arena_max_new_tokens, "chatters_with_no_turn_by_ranking_end": busy}}
+    return {**checked, **extra_figures, "reviewers": reviewers, "overlap": overlap, "seed_s": round(seeded_s, 1),
             "wall_s": round(wall, 1), "rankings_per_s": round(checked["rows"] / wall, 1),
             "submits_timed": len(lat), "double_clicks": sum(g.double_clicks for g in logs),
             "think_seconds": think_seconds, "thought_s": round(sum(g.thought_s for g in logs), 1),
@@ -401,6 +456,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time_limit_s", type=float, default=1800, help="reviewers stop after this long")
     parser.add_argument("--think_seconds", type=float, default=0.0,
                         help="mean of a reviewer's reading time before each submit (exponential; 0: none)")
+    parser.add_argument("--arena_chatters", type=int, default=0,
+                        help="this many Arena chatters (benchmarks/arena_load.py) keep the arena generating while "
+                             "the reviewers rank (0: no Arena)")
+    parser.add_argument("--arena_models", nargs="+", default=None,
+                        help="with --arena_chatters: the arena's models, NAME=PATH (default: smollm2-135m twice)")
+    parser.add_argument("--arena_max_new_tokens", type=int, default=48)
     a = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the app and PostgreSQL on a kill
     from labeling_ui.db import sqlite_url
@@ -410,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.ExitStack() as stack:
             url = stack.enter_context(throwaway_postgres()) if a.db == "postgres" else sqlite_url(workdir / "l.db")
             r = load_run(url, workdir, a.reviewers, a.rankings, a.overlap, a.double_click_every, a.time_limit_s,
-                         a.think_seconds)
+                         a.think_seconds, a.arena_chatters, a.arena_models, a.arena_max_new_tokens)
     print(f"{a.db}: {r['reviewers']} reviewers, {r['rows']} rankings on {r['items']} items (overlap {r['overlap']}), "
           f"{r['double_clicks']} double clicks ({r['duplicate_answers']} answered 'Already saved'): store exact "
           f"(no row lost or duplicated)")
@@ -419,6 +480,8 @@ def main(argv: list[str] | None = None) -> int:
           f"({r['wall_s']} s; seeding took {r['seed_s']} s)")
     if a.think_seconds:
         print(f"think time: mean {a.think_seconds} s before each submit, {r['thought_s']} s in all reviewers")
+    if a.arena_chatters:
+        print("while " + arena_load().line(r["arena"]).lstrip())
     print(json.dumps({"db": a.db, **r}))
     return 0
 
