@@ -169,3 +169,25 @@ def test_a_full_queue_says_so(tmp_path, browser):
         page.click("#arena-send")
         page.wait_for_selector("#arena-status :text('The arena is busy')")
         gate.set()
+
+
+def test_sending_again_after_a_full_queue_reuses_the_conversation(tmp_path, browser):
+    gate = threading.Event()
+    with served(tmp_path, gate=gate, max_queue=1) as (base, arena, engine), arena_page(browser, base, "kim") as page:
+        hi = [{"role": "user", "content": "hi"}]
+        engine.submit(hi, hi, "sft", "rlhf")
+        deadline = time.monotonic() + 10
+        while engine.stats()["queued"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        blocker = engine.submit(hi, hi, "sft", "rlhf")
+        page.fill("#arena-message textarea", "Anyone there?")
+        page.click("#arena-send")
+        page.wait_for_selector("#arena-status :text('The arena is busy')")
+        page.click("#arena-send")  # refused again: the same words, so nothing on the page changes
+        page.wait_for_timeout(2000)
+        assert len(arena.conversations("kim")) == 1
+        gate.set()
+        blocker.wait(30)
+        page.click("#arena-send")
+        page.wait_for_selector("#arena-vote-a:not([disabled])")
+        assert len(arena.conversations("kim")) == 1  # one conversation, not one per refused send

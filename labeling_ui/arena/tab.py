@@ -113,6 +113,7 @@ def build_arena_tab(arena: ArenaStore, engine: ArenaEngine, suggestions: list[st
         if tid is not None:
             yield [gr.skip()] * (len(chat_outputs) - 1) + [status_html("warn", "Vote on these answers first.")]
             return
+        conv = None
         try:
             conv = arena.conversation(cid, name) if cid is not None else None
             if conv is None or conv.revealed or len(conv.turns) >= arena.max_turns:
@@ -120,7 +121,9 @@ def build_arena_tab(arena: ArenaStore, engine: ArenaEngine, suggestions: list[st
             conv, msgs_a, msgs_b = arena.prepare_turn(conv.id, name, text)
             job = engine.submit(msgs_a, msgs_b, conv.model_a, conv.model_b)
         except SubmitError as err:  # ArenaError, QueueFull: their messages are for the reviewer
-            yield [gr.skip()] * (len(chat_outputs) - 1) + [status_html("warn", str(err))]
+            # A conversation started here stays the page's: sending again reuses it, not a new empty one.
+            yield [conv.id if conv is not None else gr.skip()] + [gr.skip()] * (len(chat_outputs) - 2) \
+                + [status_html("warn", str(err))]
             return
         waiting = "Both models are writing…"
         for state in job.stream(timeout=600, min_interval_s=STREAM_EVERY_S):
