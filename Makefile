@@ -9,7 +9,7 @@ RUN    ?= default
 ARGS   ?=
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install install-browser install-postgres install-deepspeed lock sft generate label export reward rlhf dpo rloo grpo compare demo loop report screenshot test help
+.PHONY: install install-browser install-postgres install-deepspeed lock sft generate label export reward rlhf dpo rloo grpo compare demo arena arena-demo loop report screenshot test help
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -79,6 +79,15 @@ compare: ## DPO, RLOO and GRPO on an existing run, then the report (e.g. RUN=dem
 
 demo: ## the whole loop offline on the defaults (SFT -> answers -> simulated reviewers -> reward -> PPO) + report, < 15 min
 	$(PY) -m rlhf loop --config configs/demo.yaml --run $(or $(filter-out default,$(RUN)),demo) $(ARGS)
+	$(PY) -m report --run $(or $(filter-out default,$(RUN)),demo)
+
+arena: ## the labeling app for runs/$(RUN) with the Arena tab: its checkpoints, plus the bundled model as `base` when it has fewer than two
+	$(PY) -m ranktune.cli arena --config configs/label.yaml --run $(RUN) $(ARGS)
+
+# 32 turns of two 40-token answers: a few minutes on 2 cores with the 135M models (votes add up over calls).
+arena-demo: ## on an existing demo run (make demo): simulated voters chat with its SFT and PPO policies in the Arena, then the report's leaderboard
+	$(PY) -m labeling_ui arena-simulate --config configs/label.yaml --run $(or $(filter-out default,$(RUN)),demo) \
+		--arena_turns 32 --max_new_tokens 40 $(ARGS)
 	$(PY) -m report --run $(or $(filter-out default,$(RUN)),demo)
 
 loop: ## rounds of generate -> rank -> reward -> PPO with the stage configs as they are (ARGS="--rounds 3 --reviewers human")

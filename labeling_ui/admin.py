@@ -63,9 +63,10 @@ def item_html(title: str, prompt: str, answers: list[str], comments: list[dict],
     return "".join(parts) + "</div>"
 
 
-def build_admin(store: LabelStore, export_dir: Path):
+def build_admin(store: LabelStore, export_dir: Path, arena=None):
     """The tab's components, inside the caller's `gr.Tab`. Returns (refresh function, its outputs)
-    for the caller to run when the tab is opened."""
+    for the caller to run when the tab is opened. `arena` (an ArenaStore) adds the Arena sub-tab
+    (labeling_ui/arena/admin.py), refreshed by the same button and when it is opened."""
     refresh = gr.Button("Refresh", size="sm", elem_id="admin-refresh")
     with gr.Tabs():
         with gr.Tab("Overview", id="admin-overview"):
@@ -123,6 +124,11 @@ def build_admin(store: LabelStore, export_dir: Path):
             export_btn = gr.Button("Export rankings", variant="primary", elem_id="export-btn")
             export_msg = gr.Markdown("", elem_id="export-msg")
             export_files = gr.File(label="Exported files", file_count="multiple", interactive=False)
+        if arena is not None:
+            from labeling_ui.arena.admin import build_arena_admin
+
+            with gr.Tab("Arena", id="admin-arena") as arena_tab:
+                arena_view, arena_outputs = build_arena_admin(store, arena)
 
     def flag_rows():
         queue = store.flag_queue()
@@ -261,4 +267,7 @@ def build_admin(store: LabelStore, export_dir: Path):
         button.click(fn, [account], [accounts, audit, account_msg], api_name=fn.__name__, **PRIVATE)
     export_btn.click(do_export, [include_flagged, exclude_disabled, min_reliability], [export_msg, export_files],
                      api_name="admin_export", api_visibility="undocumented")
+    if arena is not None:
+        refresh.click(arena_view, None, arena_outputs, api_name="admin_arena_view", **PRIVATE)
+        arena_tab.select(arena_view, None, arena_outputs, **PRIVATE)
     return overview, outputs

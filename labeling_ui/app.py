@@ -127,7 +127,7 @@ def build_blocks(store: LabelStore, export_dir: Path, guidelines: str | None = N
                     arena_view, arena_outputs = build_arena_tab(*arena)
                 arena_tab.select(arena_view, None, arena_outputs, api_visibility="private")
             with gr.Tab("Admin", id="admin", visible=False) as admin_tab:
-                admin_view, admin_outputs = build_admin(store, export_dir)
+                admin_view, admin_outputs = build_admin(store, export_dir, arena[0] if arena else None)
 
         task_outputs = [ticket, progress, prompt, board, flags, comment, better, skip, status]
         submit_inputs, skip_inputs = [ticket, reply, flags, comment, better], [ticket, flags, comment, better]

@@ -2,7 +2,8 @@
 
 Each command is exactly the `python -m ...` it names: the same YAML and flags, passed through
 untouched to the stage's own `main` in this process, so its help, one-line errors and exit codes
-are the stage's own. `ranktune <command> --help` shows that stage's settings.
+are the stage's own (demo and arena add defaults first: see them). `ranktune <command> --help` shows
+that stage's settings.
 """
 
 from __future__ import annotations
@@ -34,11 +35,36 @@ def _demo(argv: list[str]):
     return report(["--run", run.name, "--runs_dir", str(run.parent)])
 
 
+ARENA_BASE = "base=smollm2-135m"  # the bundled model, named for the Arena
+
+
+def _arena(argv: list[str]):
+    """`make arena`: the labeling app with its Arena tab. The Arena needs two models: when the run's
+    checkpoints and --arena_models give fewer, the bundled model joins as `base`."""
+    from labeling_ui.arena.models import discover_run_models
+    from labeling_ui.cli import main as labels
+    from labeling_ui.config import ALL
+    from ranktune.config import parse_config
+    from ranktune.errors import exit_on_input_error
+    from ranktune.runs import run_dir
+
+    @exit_on_input_error
+    def serve(argv: list[str]):
+        store, *_, arena = parse_config(ALL, argv)
+        if len(discover_run_models(run_dir(store.run, store.runs_dir))) + len(arena.arena_models) < 2:
+            argv = [*argv, "--arena_models", *arena.arena_models, ARENA_BASE]
+        return labels(["serve", *argv])
+
+    return serve(argv)
+
+
 # name: (what runs, one line of help)
 COMMANDS: dict[str, tuple[Callable[[list[str]], object], str]] = {
     "sft": (_stage("sft.train"), "stage 1: supervised fine-tuning on demonstrations -> runs/<run>/sft (python -m sft)"),
     "generate": (_labels("generate"), "K sampled answers per prompt into the label store (python -m labeling_ui generate)"),
     "label": (_labels("serve"), "the labeling web app for reviewers (python -m labeling_ui serve)"),
+    "arena": (_arena, "the labeling app with its Arena tab; the bundled model joins when the run has fewer than "
+                      "two models (make arena)"),
     "simulate": (_labels("simulate"), "simulated reviewers rank every open item (python -m labeling_ui simulate)"),
     "export": (_labels("export"), "rankings, pairs, demonstrations -> runs/<run>/export (python -m labeling_ui export)"),
     "import": (_labels("import"), "items and rankings from jsonl, argilla, label-studio, oasst (python -m labeling_ui import)"),

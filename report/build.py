@@ -1,7 +1,8 @@
 """`python -m report --run NAME`: runs/<run>/report.html, one self-contained page (figures inlined).
 
 Reads only the run folder's artifacts — sft/, export/, rounds/round-<r>/{reward,rlhf}/ (or a single
-reward/ and rlhf/ when the stages were run by hand), and dpo/, rloo/, grpo/ (`python -m alternatives`) — and writes the figures it draws itself to
+reward/ and rlhf/ when the stages were run by hand), dpo/, rloo/, grpo/ (`python -m alternatives`), and the Arena
+votes in labels.db (report/arena.py) — and writes the figures it draws itself to
 runs/<run>/report/. Every text that came from a model or a prompt is HTML-escaped.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from ranktune.config import parse_config
 from ranktune.errors import InputError, exit_on_input_error
 from ranktune.runs import run_dir
+from report.arena import arena_section
 from report.figures import proxy_vs_gold, rounds_summary
 from report.html import _img, _json, _jsonl, _num, _table, _td
 from report.methods import methods_section
@@ -196,6 +198,9 @@ def build(run: Path) -> Path:
              "<h2>4. PPO</h2>", ppo_section(rounds, figures),
              "<h2>5. PPO and the alternatives</h2>", methods_section(run, figures),
              "<h2>6. Before and after</h2>", samples_section(rounds)]
+    arena = arena_section(run, figures)  # "" when the run's label store has no Arena votes
+    if arena:
+        parts += ["<h2>7. Arena</h2>", arena]
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>ranktune: {html.escape(run.name)}</title>"
             f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")
     path = run / "report.html"

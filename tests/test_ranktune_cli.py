@@ -12,7 +12,7 @@ import pytest
 
 from ranktune import cli
 
-EXPECTED = ["sft", "generate", "label", "simulate", "export", "import", "gold", "add-reviewer", "disable-reviewer",
+EXPECTED = ["sft", "generate", "label", "arena", "simulate", "export", "import", "gold", "add-reviewer", "disable-reviewer",
             "enable-reviewer", "labels", "reward", "rlhf", "dpo", "rloo", "grpo", "loop", "demo", "report"]
 
 # command -> (module whose main runs, the leading positional arguments, what goes before the user's argv)
@@ -39,7 +39,7 @@ def executable() -> str:
 def test_help_lists_every_command_with_a_line_each(capsys):
     assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert list(cli.COMMANDS) == EXPECTED and set(DISPATCH) == set(EXPECTED) - {"demo"}
+    assert list(cli.COMMANDS) == EXPECTED and set(DISPATCH) == set(EXPECTED) - {"demo", "arena"}
     for name in EXPECTED:
         line = next((x for x in out.splitlines() if x.split()[:1] == [name]), None)
         assert line and len(line.split()) > 2, f"{name} has no one-line description"
@@ -78,6 +78,23 @@ def test_demo_is_the_loop_on_the_demo_config_then_the_report(monkeypatch, tmp_pa
     calls.clear()
     cli.main(["demo", "--config", "my.yaml"])
     assert calls[0] == ("loop", ["--config", "my.yaml"]), "the user's config replaces the demo's"
+
+
+def test_arena_serves_the_labeling_app_with_the_bundled_model_when_the_run_has_fewer_than_two(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(importlib.import_module("labeling_ui.cli"), "main", lambda argv: calls.append(argv))
+    run = tmp_path / "runs" / "r"
+    argv = ["--run", "r", "--runs_dir", str(tmp_path / "runs")]
+    assert cli.main(["arena", *argv]) == 0  # no checkpoints
+    assert calls.pop() == ["serve", *argv, "--arena_models", "base=smollm2-135m"]
+    cli.main(["arena", *argv, "--arena_models", "mine=smollm2-135m"])  # one of the user's: theirs kept, base added
+    assert calls.pop() == ["serve", *argv, "--arena_models", "mine=smollm2-135m", "--arena_models", "mine=smollm2-135m",
+                           "base=smollm2-135m"]
+    for stage in ("sft", "rlhf"):
+        (run / stage).mkdir(parents=True)
+        (run / stage / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
+    cli.main(["arena", *argv])
+    assert calls.pop() == ["serve", *argv], "two checkpoints: the run's models only"
 
 
 def test_a_stage_help_is_the_stage_own(capsys, repo_root):
