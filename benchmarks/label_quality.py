@@ -117,8 +117,10 @@ def make_panel(name: str, seed: int, opts) -> tuple[list, set[str]]:
     return good + bad, {r.name for r in bad}
 
 
-def label(records: list[dict], panel: list, folder: Path, overlap: int, policy: str) -> dict:
-    """Fresh SQLite store, the train items, the panel's simulated reviews, the export: (summary, seconds)."""
+def label(records: list[dict], panel: list, folder: Path, overlap: int, policy: str, shuffle: bool = False) -> dict:
+    """Fresh SQLite store, the train items, the panel's simulated reviews, the export: (summary, seconds).
+    `shuffle`: the store's per-claim answer order (LabelStore's `shuffle`); off by default, so every
+    reviewer sees the generated order, as when this benchmark's figures in RESULTS.md were measured."""
     from labeling_ui.db import sqlite_url
     from labeling_ui.export import export
     from labeling_ui.simulate import simulate_reviews
@@ -128,7 +130,7 @@ def label(records: list[dict], panel: list, folder: Path, overlap: int, policy: 
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     start = time.time()
-    store = LabelStore(sqlite_url(folder / "labels.db"), overlap=overlap)
+    store = LabelStore(sqlite_url(folder / "labels.db"), overlap=overlap, shuffle=shuffle)
     try:
         for rec in records:
             store.add_item(rec["prompt"], rec["answers"], rec["ended"], policy, round=1)
@@ -248,9 +250,44 @@ def score_published(name: str, final: str, test, threads: int, queue) -> None:
                "reused_model": True})
 
 
-def run_seed(seed: int, records: list[dict], rankings: list, opts, ctx, log) -> dict:
+def trained(cond: str, export_dir: Path, weighting: str, seed: int, folder: Path, test, opts, ctx, log) -> dict | None:
+    """Condition `cond`'s reward model, trained on `export_dir` in a child process, and its scores of `test`
+    (run_setting's result, plus the training `args`); None if the child failed. A finished condition of an
+    interrupted run (folder/<cond>.json, trained with the same arguments) is read back instead (--fresh: not)."""
     from benchmarks.reward_hh import run_in_child
     from benchmarks.reward_rankings import run_setting
+
+    cache = folder / f"{cond}.json"
+    args = train_args(opts, export_dir, folder / "runs", cond, weighting, seed)
+    res = json.loads(cache.read_text()) if cache.is_file() and not opts.fresh else None
+    if res is not None and res.get("args", args) != args:
+        res = None
+    if res is None:
+        # A model published by an interrupted run from the same arguments is scored, not trained again:
+        # the arguments are written before training, into a folder emptied first, and the stage
+        # publishes its model in one rename at the end.
+        run_folder, sidecar = folder / "runs" / cond, folder / "runs" / cond / "benchmark_args.json"
+        final = run_folder / "reward"
+        if (final / "metrics.json").is_file() and sidecar.is_file() and json.loads(sidecar.read_text()) == args:
+            log(f"seed {seed} {cond}: scoring the model an interrupted run trained")
+            job = (score_published, (cond, str(final), test, opts.threads))
+        else:
+            shutil.rmtree(run_folder, ignore_errors=True)
+            run_folder.mkdir(parents=True)
+            sidecar.write_text(json.dumps(args) + "\n")
+            job = (run_setting, (cond, args, test, opts.threads))
+        res, exitcode = run_in_child(ctx, *job)
+        if exitcode != 0 or res is None:
+            log(f"seed {seed} {cond}: failed (exit code {exitcode})")
+            return None
+        res["args"] = args
+        cache.write_text(json.dumps(res) + "\n")
+        if not opts.keep_models:
+            shutil.rmtree(folder / "runs" / cond, ignore_errors=True)
+    return res
+
+
+def run_seed(seed: int, records: list[dict], rankings: list, opts, ctx, log) -> dict:
     from ranktune.gold import BAD_KINDS
     from reward.evaluate import clustered_ratio
 
@@ -288,33 +325,9 @@ def run_seed(seed: int, records: list[dict], rankings: list, opts, ctx, log) -> 
     cells = {}
     for cond in opts.conditions:
         panel, weighting = CONDITIONS[cond]
-        cache = folder / f"{cond}.json"  # a finished condition of an interrupted run, if trained the same way
-        args = train_args(opts, labelled[panel], folder / "runs", cond, weighting, seed)
-        res = json.loads(cache.read_text()) if cache.is_file() and not opts.fresh else None
-        if res is not None and res.get("args", args) != args:
-            res = None
+        res = trained(cond, labelled[panel], weighting, seed, folder, test, opts, ctx, log)
         if res is None:
-            # A model published by an interrupted run from the same arguments is scored, not trained again:
-            # the arguments are written before training, into a folder emptied first, and the stage
-            # publishes its model in one rename at the end.
-            run_folder, sidecar = folder / "runs" / cond, folder / "runs" / cond / "benchmark_args.json"
-            final = run_folder / "reward"
-            if (final / "metrics.json").is_file() and sidecar.is_file() and json.loads(sidecar.read_text()) == args:
-                log(f"seed {seed} {cond}: scoring the model an interrupted run trained")
-                job = (score_published, (cond, str(final), test, opts.threads))
-            else:
-                shutil.rmtree(run_folder, ignore_errors=True)
-                run_folder.mkdir(parents=True)
-                sidecar.write_text(json.dumps(args) + "\n")
-                job = (run_setting, (cond, args, test, opts.threads))
-            res, exitcode = run_in_child(ctx, *job)
-            if exitcode != 0 or res is None:
-                log(f"seed {seed} {cond}: failed (exit code {exitcode})")
-                continue
-            res["args"] = args
-            cache.write_text(json.dumps(res) + "\n")
-            if not opts.keep_models:
-                shutil.rmtree(folder / "runs" / cond, ignore_errors=True)
+            continue
         cells[cond] = gold_cells(test, res["scores"], gold)
         est, se = clustered_ratio(cells[cond])
         row = {"panel": panel, "label_weighting": weighting, "gold_agreement": est, "gold_agreement_se": se,

@@ -157,3 +157,33 @@ def test_simulate_command_line_takes_position_bias(tmp_path):
         assert _first_places(store) == Counter({0: 3 * N_ITEMS})
     finally:
         store.close()
+
+
+def test_the_benchmark_measures_the_labels_without_training(tmp_path, repo_root):
+    """benchmarks/position_bias.py --labels_only on a pool of equal-quality answers: in one fixed order a
+    strongly biased panel's first places all go to candidate 0 and its reviewers agree with each other;
+    shuffled per reviewer, the first places spread and the agreement falls to what the noise leaves."""
+    import json
+    import subprocess
+    import sys
+
+    from ranktune.gold import gold_score
+
+    with (tmp_path / "pool.jsonl").open("w") as f:
+        for i in range(30):
+            answers = [f"answer {i} {c}" for c in "abcd"]
+            gold = [round(gold_score(f"prompt {i}", a), 4) for a in answers]
+            f.write(json.dumps({"prompt": f"prompt {i}", "answers": answers, "ended": [True] * 4,
+                                "ranks": [1, 2, 3, 4], "gold": gold}) + "\n")
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, str(repo_root / "benchmarks" / "position_bias.py"), "--pool",
+                           str(tmp_path / "pool.jsonl"), "--seeds", "0", "1", "--out", str(out), "--position_bias",
+                           "3", "--labels_only"], capture_output=True, text=True, cwd=repo_root, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = json.loads((out / "results.json").read_text())
+    labels = res["summary"]["labels"]
+    assert labels["fixed"]["first_place"][0] == 1.0 and max(labels["shuffled"]["first_place"]) < 0.5
+    assert labels["clean"]["first_place"][0] < 0.5
+    assert labels["fixed"]["reviewer_agreement"][0] > 0.95 > 0.7 > labels["shuffled"]["reviewer_agreement"][0]
+    assert res["summary"]["conditions"] == {} and all(s["labels"]["shuffled"]["orders_seeded"] for s in res["per_seed"])
+    assert "| fixed |" in proc.stdout and "Reward model" not in proc.stdout
