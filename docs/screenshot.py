@@ -29,9 +29,11 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).with_name("labeling.png")))
     parser.add_argument("--admin_out", default=str(Path(__file__).with_name("admin.png")))
     parser.add_argument("--width", type=int, default=1440)
+    parser.add_argument("--only", choices=("ranking", "admin", "arena"), default=None)
     args = parser.parse_args()
-    ranking_page(args)
-    admin_page(args)
+    for name, take in (("ranking", ranking_page), ("admin", admin_page), ("arena", arena_page)):
+        if args.only in (None, name):
+            take(args)
 
 
 CONVERSATION = [{"role": "system", "content": "You are a concise cooking assistant."},
@@ -103,6 +105,48 @@ def admin_page(args) -> None:
                                                        "height": table["y"] + table["height"] - box["y"] + 20})
         store.close()
     print(f"wrote {args.admin_out}")
+
+
+def arena_page(args) -> None:
+    """docs/arena.png (two turns with two anonymous models, the second voted, then revealed) and
+    docs/arena-leaderboard.png (after a few simulated votes). The bundled model plays both sides,
+    under two names: real text, and nothing to download; a run's SFT and PPO policies are what
+    the Arena serves in practice."""
+    from labeling_ui.arena.models import ArenaEngine
+    from labeling_ui.arena.store import ArenaStore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = seed_demo_store(Path(tmp) / "labels.db", {"maria": False})
+        arena = ArenaStore(store, rate_limit_per_minute=None)
+        arena.add_model("sft", "smollm2-135m", "docs")
+        arena.add_model("rlhf-round-1", "smollm2-135m", "docs")
+        with ArenaEngine(arena.model_path, max_new_tokens=40, max_resident=1, seed=0) as engine, \
+                running_server(build_app(store, Path(tmp) / "export",
+                                         arena=(arena, engine, ["How do I keep basil fresh?"]))) as base, \
+                chromium() as browser:
+            page = browser.new_page(viewport={"width": args.width, "height": 900}, device_scale_factor=1)
+            log_in(page, base, "maria", "correct horse")
+            page.wait_for_selector(".rt-board .answer-card", timeout=30_000)
+            page.get_by_role("tab", name="Arena").click()
+            for text, vote in (("How do I keep basil fresh after buying it?", "#arena-vote-a"),
+                               ("And in winter, when it is cold?", "#arena-vote-b")):
+                page.fill("#arena-message textarea", text)
+                page.click("#arena-send")
+                page.wait_for_selector("#arena-vote-a:not([disabled])", timeout=300_000)
+                page.click(vote)
+                page.wait_for_selector("#arena-status :text('Vote saved')", timeout=30_000)
+            page.click("#arena-reveal")
+            page.wait_for_selector("#arena-status :text('A was')", timeout=30_000)
+            page.mouse.move(0, 0)
+            path = Path(args.out).with_name("arena.png")
+            page.screenshot(path=str(path), full_page=True)
+            print(f"wrote {path}")
+            board = page.locator("#arena-leaderboard")
+            board.scroll_into_view_if_needed()
+            path = Path(args.out).with_name("arena-leaderboard.png")
+            board.screenshot(path=str(path))
+            print(f"wrote {path}")
+        store.close()
 
 
 if __name__ == "__main__":
