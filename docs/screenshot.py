@@ -137,6 +137,8 @@ def arena_page(args) -> None:
                 page.wait_for_selector("#arena-status :text('Vote saved')", timeout=30_000)
             page.click("#arena-reveal")
             page.wait_for_selector("#arena-status :text('A was')", timeout=30_000)
+            page.wait_for_selector("#arena-leaderboard :text('2 votes')", timeout=30_000)
+            page.wait_for_timeout(1500)  # the leaderboard's refresh (chained after the reveal) has ended
             page.mouse.move(0, 0)
             path = Path(args.out).with_name("arena.png")
             page.screenshot(path=str(path), full_page=True)
