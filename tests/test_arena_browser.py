@@ -16,7 +16,8 @@ import pytest
 from labeling_ui.arena.models import ArenaEngine
 from labeling_ui.arena.store import ArenaStore
 from labeling_ui.server import build_app
-from labeling_ui.testing import CHROMIUM, CHROMIUM_ARGS, running_server, seed_demo_store
+from labeling_ui.testing import CHROMIUM, running_server, seed_demo_store
+from test_label_browser import browser  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"{CHROMIUM} is not installed (make install-browser)")]
@@ -47,16 +48,6 @@ class ScriptedEngine(ArenaEngine):
 def plain(model, messages):
     turn = sum(m["role"] == "user" for m in messages)
     return f"answer {turn} from the {model} model"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ import pytest
 from labeling_ui.db import sqlite_url
 from labeling_ui.server import build_app
 from labeling_ui.store import LabelStore
-from labeling_ui.testing import CHROMIUM, CHROMIUM_ARGS, running_server
+from labeling_ui.testing import CHROMIUM, chromium, running_server
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"{CHROMIUM} is not installed (make install-browser)")]
@@ -30,12 +30,8 @@ TIMEOUT_MS = 30_000
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+    with chromium() as b:  # one per test module; shared by the other browser tests' imports
         yield b
-        b.close()
 
 
 @contextlib.contextmanager

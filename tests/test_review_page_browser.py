@@ -15,7 +15,8 @@ from labeling_ui.db import sqlite_url
 from labeling_ui.export import export
 from labeling_ui.server import build_app
 from labeling_ui.store import LabelStore
-from labeling_ui.testing import CHROMIUM, CHROMIUM_ARGS, running_server
+from labeling_ui.testing import CHROMIUM, running_server
+from test_label_browser import browser  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"{CHROMIUM} is not installed (make install-browser)")]
@@ -24,16 +25,6 @@ PASSWORD = "correct horse battery"
 TIMEOUT_MS = 30_000
 # Answers whose quality is plain from their text: a reviewer (the test) ranks by reading them.
 QUALITY = ["excellent answer", "good answer", "fair answer", "poor answer"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 @contextlib.contextmanager
