@@ -31,12 +31,9 @@ import argparse
 import contextlib
 import json
 import os
-import pwd
 import random
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,82 +42,16 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+from labeling_ui.pg_server import ThrowawayPostgres, free_port, pg_bin, throwaway_postgres  # noqa: E402,F401
 from labeling_ui.testing import submit_inputs, ticket_in  # noqa: E402 - the page's inputs and its ticket
 
 PASSWORD = "load-test-password"
 K = 4
 ITEM_RE = re.compile(r"item #(\d+)")
-
-
-# ---- a throwaway PostgreSQL server -------------------------------------------------------------
-
-def pg_bin() -> Path | None:
-    """Debian's PostgreSQL server binaries (initdb, pg_ctl), newest version first, else from PATH."""
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)
-    if found:
-        return found[0].parent
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    return Path(initdb).parent if initdb and pg_ctl else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def throwaway_postgres(max_connections: int = 200) -> Iterator[str]:
-    """Yield the URL of a fresh PostgreSQL server on 127.0.0.1; stop it and delete its files afterwards.
-
-    initdb refuses to run as root, so as root the server runs as `postgres` (Debian's package
-    creates it) or `nobody`. Raises RuntimeError when there is no server to start.
-    """
-    bin_dir = pg_bin()
-    if bin_dir is None:
-        raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install postgresql")
-    demote, owner = None, None
-    if os.geteuid() == 0:
-        for name in ("postgres", "nobody"):
-            with contextlib.suppress(KeyError):
-                owner = pwd.getpwnam(name)
-                break
-        if owner is None:
-            raise RuntimeError("running as root and no unprivileged user (postgres, nobody) to run PostgreSQL as")
-
-        def demote():
-            os.setgid(owner.pw_gid)
-            os.setuid(owner.pw_uid)
-
-    root = Path(tempfile.mkdtemp(prefix="ranktune-pg-"))
-    if owner is not None:
-        os.chown(root, owner.pw_uid, owner.pw_gid)
-    data, port = root / "data", free_port()
-
-    def run(*cmd):
-        return subprocess.run([str(bin_dir / cmd[0]), *cmd[1:]], preexec_fn=demote, cwd=root, check=True,
-                              capture_output=True, text=True, timeout=120)
-
-    started = False
-    try:
-        run("initdb", "-D", str(data), "-U", "ranktune", "--auth=trust", "-E", "UTF8", "--no-sync")
-        run("pg_ctl", "-D", str(data), "-l", str(root / "log"), "-w", "-t", "60", "start", "-o",
-            f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c max_connections={max_connections}")
-        started = True
-        run("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "ranktune", "labels")
-        yield f"postgresql+psycopg2://ranktune@127.0.0.1:{port}/labels"
-    except subprocess.CalledProcessError as err:
-        raise RuntimeError(f"could not start PostgreSQL: {(err.stderr or err.stdout or '').strip()[:300]}") from None
-    finally:
-        if started:
-            subprocess.run([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                           preexec_fn=demote, capture_output=True, timeout=60)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 # ---- the app in its own process ----------------------------------------------------------------

@@ -9,7 +9,7 @@ sys.path.insert(0, str(REPO / "tests"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from pg_helpers import label_load  # noqa: E402
+from labeling_ui.pg_server import pg_bin, throwaway_postgres  # noqa: E402
 from tiny_models import make_tiny_model_dir  # noqa: E402
 
 
@@ -34,9 +34,8 @@ def repo_root() -> Path:
 def pg_server():
     """A real PostgreSQL server on loopback for one test module (Debian's postgresql, as an
     unprivileged user when run as root, removed afterwards); skipped, with the reason, without it."""
-    load = label_load()
-    if load.pg_bin() is None:
+    if pg_bin() is None:
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not installed: apt-get install postgresql")
     pytest.importorskip("psycopg2", reason="psycopg2 not installed (pip install -e '.[postgres]')")
-    with load.throwaway_postgres() as url:
+    with throwaway_postgres() as url:
         yield url

@@ -1,4 +1,5 @@
-"""PostgreSQL for the store tests: benchmarks/label_load.py's throwaway server, and an empty database per test."""
+"""PostgreSQL for the store tests: an empty database per test (the server: conftest.py's pg_server,
+labeling_ui/pg_server.py), and benchmarks/label_load.py's load runs."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def label_load():
-    """benchmarks/label_load.py as a module: its load runs and its throwaway PostgreSQL server."""
+    """benchmarks/label_load.py as a module: its load runs."""
     spec = importlib.util.spec_from_file_location("label_load", REPO / "benchmarks" / "label_load.py")
     module = sys.modules.setdefault("label_load", importlib.util.module_from_spec(spec))
     if not hasattr(module, "load_run"):

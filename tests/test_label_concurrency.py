@@ -4,16 +4,9 @@ postgresql binaries are installed."""
 
 from __future__ import annotations
 
-import os
-import pwd
-import shutil
-import socket
-import subprocess
-import tempfile
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -21,8 +14,6 @@ from labeling_ui.db import sqlite_url
 from labeling_ui.store import LabelStore
 
 PASSWORD = "correct horse"
-PG_BIN = next((p for p in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
-               if (p / "initdb").is_file()), None) if Path("/usr/lib/postgresql").is_dir() else None
 
 
 def fill(store: LabelStore, n_items: int, n_reviewers: int, k: int = 4) -> list[str]:
@@ -158,56 +149,9 @@ def test_clicks_at_once_sqlite(tmp_path):
 
 # ---- PostgreSQL -----------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def postgres_url():
-    """A throwaway PostgreSQL server on loopback, run as a non-root user, removed afterwards."""
-    if PG_BIN is None:
-        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
-    pytest.importorskip("psycopg2")
-    demote, owner = None, None
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        for name in ("postgres", "nobody"):
-            try:
-                owner = pwd.getpwnam(name)
-                break
-            except KeyError:
-                continue
-        if owner is None:
-            pytest.skip("running as root and no unprivileged user to run PostgreSQL as")
-
-        def demote():
-            os.setgid(owner.pw_gid)
-            os.setuid(owner.pw_uid)
-
-    root = Path(tempfile.mkdtemp(prefix="ranktune-pg-"))
-    data, port = root / "data", _free_port()
-    if owner is not None:
-        os.chown(root, owner.pw_uid, owner.pw_gid)
-
-    def run(*cmd, **kw):
-        return subprocess.run([str(PG_BIN / cmd[0]), *cmd[1:]], preexec_fn=demote, cwd=root, check=True,
-                              capture_output=True, text=True, timeout=120, **kw)
-
-    try:
-        run("initdb", "-D", str(data), "-U", "ranktune", "--auth=trust", "-E", "UTF8", "--no-sync")
-        run("pg_ctl", "-D", str(data), "-l", str(root / "log"), "-w", "-t", "60", "start", "-o",
-            f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c max_connections=100")
-    except subprocess.CalledProcessError as err:
-        shutil.rmtree(root, ignore_errors=True)
-        pytest.skip(f"could not start a PostgreSQL server: {(err.stderr or err.stdout).strip()[:200]}")
-    try:
-        run("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "ranktune", "labels")
-        yield f"postgresql+psycopg2://ranktune@127.0.0.1:{port}/labels"
-    finally:
-        subprocess.run([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], preexec_fn=demote,
-                       capture_output=True, timeout=60)
-        shutil.rmtree(root, ignore_errors=True)
+def postgres_url(pg_server):
+    return pg_server  # conftest.py: a throwaway server (labeling_ui/pg_server.py), skipped without one
 
 
 def _fresh_pg_store(url: str, overlap: int) -> LabelStore:
