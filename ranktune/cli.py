@@ -77,6 +77,8 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], object], str]] = {
                                                     "(python -m labeling_ui enable-reviewer)"),
     "labels": (_stage("labeling_ui.cli"), "any labeling_ui command: labels <command> ... (python -m labeling_ui)"),
     "reward": (_stage("reward.train"), "stage 2: reward model from the export -> runs/<run>/reward (python -m reward)"),
+    "reward-serve": (_stage("reward.serve"), "the reward model over HTTP: POST /v1/score, GET /health "
+                                             "(python -m reward serve)"),
     "rlhf": (_stage("rlhf.train"), "stage 3: our PPO against the reward model -> runs/<run>/rlhf (python -m rlhf)"),
     "dpo": (_stage("alternatives.dpo"), "TRL's DPO on the export's pairs -> runs/<run>/dpo (python -m alternatives dpo)"),
     "rloo": (_stage("alternatives.online", "rloo"), "TRL's RLOO against the reward model -> runs/<run>/rloo "

@@ -13,11 +13,12 @@ import pytest
 from ranktune import cli
 
 EXPECTED = ["sft", "generate", "label", "arena", "simulate", "export", "import", "gold", "add-reviewer", "disable-reviewer",
-            "enable-reviewer", "labels", "reward", "rlhf", "dpo", "rloo", "grpo", "loop", "demo", "report"]
+            "enable-reviewer", "labels", "reward", "reward-serve", "rlhf", "dpo", "rloo", "grpo", "loop", "demo", "report"]
 
 # command -> (module whose main runs, the leading positional arguments, what goes before the user's argv)
 DISPATCH = {
-    "sft": ("sft.train", (), []), "reward": ("reward.train", (), []), "rlhf": ("rlhf.train", (), []),
+    "sft": ("sft.train", (), []), "reward": ("reward.train", (), []), "reward-serve": ("reward.serve", (), []),
+    "rlhf": ("rlhf.train", (), []),
     "dpo": ("alternatives.dpo", (), []), "rloo": ("alternatives.online", ("rloo",), []),
     "grpo": ("alternatives.online", ("grpo",), []), "loop": ("rlhf.loop", (), []), "report": ("report.build", (), []),
     "generate": ("labeling_ui.cli", (), ["generate"]), "label": ("labeling_ui.cli", (), ["serve"]),
