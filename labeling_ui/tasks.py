@@ -23,6 +23,23 @@ class UnknownReviewer(SubmitError):
     """The reviewer named is not in the store, or is disabled."""
 
 
+class StoreUnavailable(Exception):
+    """The store's database cannot be reached (down, restarting, connection lost); the message is
+    meant for the reviewer. Not a SubmitError: nothing is wrong with what was sent, and the same
+    call may well work in a moment (an HTTP API answers 503, not 4xx).
+
+    `maybe_saved`: the connection was lost during COMMIT, so the write may have landed (nothing
+    of it was stored otherwise). A submission sent again is safe either way: it carries its token,
+    and a token stored already answers "Already saved".
+    """
+
+    MESSAGE = "The label store cannot be reached right now (its database is down or restarting). Try again in a moment."
+
+    def __init__(self, message: str = MESSAGE, maybe_saved: bool = False):
+        super().__init__(message)
+        self.maybe_saved = maybe_saved
+
+
 def answer_label(position: int) -> str:
     return chr(ord("A") + position) if position < 26 else str(position + 1)
 
