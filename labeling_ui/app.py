@@ -31,9 +31,10 @@ import gradio as gr
 from labeling_ui import who
 from labeling_ui.admin import build_admin
 from labeling_ui.schema import FLAG_KINDS
-from labeling_ui.page import board_html, prompt_html, status_html
+from labeling_ui.page import board_html, prompt_html, status_html, unavailable_text
 from labeling_ui.questions import page_js
 from labeling_ui.store import LabelStore, Progress, SubmitError, Task, Turn, UnknownReviewer
+from labeling_ui.tasks import StoreUnavailable
 
 GUIDELINES = Path(__file__).with_name("guidelines.md")
 STYLES = [Path(__file__).with_name("style.css"), Path(__file__).with_name("render.css")]
@@ -149,9 +150,12 @@ def build_blocks(store: LabelStore, export_dir: Path, guidelines: str | None = N
             return [gr.skip()] * (len(task_outputs) - 1) + [status_html("warn", message)]
 
         def on_load(request: gr.Request):
-            user = who.reviewer(store, request)
+            try:
+                user = who.reviewer(store, request)
+                turn = store.turn(user.name)
+            except StoreUnavailable as err:
+                return [gr.skip(), gr.skip(), *unchanged(f"{unavailable_text(err)} To try again, reload the page.")]
             role = " (admin)" if user.is_admin else ""
-            turn = store.turn(user.name)
             return [f"Signed in as **{html.escape(user.name)}**{role}", gr.update(visible=user.is_admin),
                     *view(turn.task, turn.progress)]
 
@@ -188,6 +192,8 @@ def build_blocks(store: LabelStore, export_dir: Path, guidelines: str | None = N
                 turn = send(name, current, answer, flag_values, comment_text, better_text)
             except SubmitError as err:
                 return postprocessed(unchanged(f"Nothing was saved: {err}"))
+            except StoreUnavailable as err:  # the page keeps its ticket: submitting again is safe
+                return postprocessed(unchanged(unavailable_text(err, "answer")))
             note = "Already saved." if turn.submitted.duplicate else "Saved."
             return postprocessed(view(turn.task, turn.progress, f"{note} Here is the next item."))
 
@@ -201,16 +207,23 @@ def build_blocks(store: LabelStore, export_dir: Path, guidelines: str | None = N
                 turn = send(name, current, None, flag_values, comment_text, better_text)
             except SubmitError as err:
                 return postprocessed(unchanged(f"Nothing was saved: {err}"))
+            except StoreUnavailable as err:
+                return postprocessed(unchanged(unavailable_text(err, "skip")))
             note = "Already skipped." if turn.submitted.duplicate else "Skipped."
             return postprocessed(view(turn.task, turn.progress, f"{note} Here is the next item.", kind="info"))
 
         def on_undo(request: gr.Request):
-            user = who.reviewer(store, request)
-            task = store.undo_last(user.name)
-            if task is None:
-                return unchanged("Nothing to undo: you can undo only your latest submission, once.")
-            return view(task, store.progress(user.name), "Your last submission is reopened: change it and submit "
-                        "again.", kind="info")
+            try:
+                user = who.reviewer(store, request)
+                task = store.undo_last(user.name)
+                if task is None:
+                    return unchanged("Nothing to undo: you can undo only your latest submission, once.")
+                progress_now = store.progress(user.name)
+            except StoreUnavailable as err:
+                # An undo that may have landed reopens its item: the next page load shows it.
+                return unchanged(unavailable_text(err, "undo", again_is_safe=False))
+            return view(task, progress_now, "Your last submission is reopened: change it and submit again.",
+                        kind="info")
 
         opts = {"api_visibility": "private"}
         demo.load(on_load, None, [signed_in, admin_tab, *task_outputs], **opts)

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from labeling_ui.questions import question as question_type
 from labeling_ui.render import chat_html, markdown_html
-from labeling_ui.tasks import Task
+from labeling_ui.tasks import StoreUnavailable, Task
 
 SNIPPET_CHARS = 70
 # gr.HTML treats its value as a template and fills in ${...}: these never reach it as themselves
@@ -40,6 +40,18 @@ def status_html(kind: str, text: str) -> str:
     if not text:
         return ""
     return inert(f'<div class="rt-status rt-{kind}" role="status">{ICONS[kind]}<span>{html.escape(text)}</span></div>')
+
+
+def unavailable_text(err: StoreUnavailable, saving: str = "", again_is_safe: bool = True) -> str:
+    """A status line's words for a click the store could not take (its database is down): `saving`,
+    what the click was to store ("answer"), "" for a read. `again_is_safe`: sending it again
+    cannot store it twice (a submit token, one vote per turn)."""
+    if not saving:
+        return str(err)
+    if not err.maybe_saved:
+        return f"Nothing was saved: {err}"
+    again = " Sending it again never saves it twice." if again_is_safe else ""
+    return f"Your {saving} may not have been saved: {err}{again}"
 
 
 def prompt_html(task: Task | None) -> str:

@@ -19,9 +19,9 @@ from labeling_ui import who
 from labeling_ui.arena.leaderboard import leaderboard, to_elo
 from labeling_ui.arena.models import ArenaEngine, ArenaError
 from labeling_ui.arena.store import ArenaStore, Conversation
-from labeling_ui.page import inert, status_html
+from labeling_ui.page import inert, status_html, unavailable_text
 from labeling_ui.render import chat_html
-from labeling_ui.tasks import SubmitError
+from labeling_ui.tasks import StoreUnavailable, SubmitError
 
 OUTCOME_WORDS = {"a": "A is better", "b": "B is better", "tie": "A tie", "both_bad": "Both are bad"}
 STREAM_EVERY_S = 0.25
@@ -120,7 +120,7 @@ def build_arena_tab(arena: ArenaStore, engine: ArenaEngine, suggestions: list[st
                 conv = arena.start(name)
             conv, msgs_a, msgs_b = arena.prepare_turn(conv.id, name, text)
             job = engine.submit(msgs_a, msgs_b, conv.model_a, conv.model_b)
-        except SubmitError as err:  # ArenaError, QueueFull: their messages are for the reviewer
+        except (SubmitError, StoreUnavailable) as err:  # ArenaError, QueueFull: their messages are for the reviewer
             # A conversation started here stays the page's: sending again reuses it, not a new empty one.
             yield [conv.id if conv is not None else gr.skip()] + [gr.skip()] * (len(chat_outputs) - 2) \
                 + [status_html("warn", str(err))]
@@ -131,14 +131,25 @@ def build_arena_tab(arena: ArenaStore, engine: ArenaEngine, suggestions: list[st
             yield chat_view(conv, None, side_html(conv, "a", text, state.a.text), side_html(conv, "b", text, state.b.text),
                             "", sending=False, note=status_html("info", note))
         try:
-            turn = arena.add_turn(conv.id, name, text, state=job.result(timeout=5),
+            done = job.result(timeout=5)
+            turn = arena.add_turn(conv.id, name, text, state=done,
                                   generation={"max_new_tokens": engine.max_new_tokens,
                                               "temperature": engine.temperature, "top_p": engine.top_p})
         except SubmitError as err:
             yield chat_view(conv, None, side_html(conv, "a"), side_html(conv, "b"), text,
                             note=status_html("warn", f"Nothing was saved: {err}"))
             return
-        conv = arena.conversation(conv.id, name)
+        except StoreUnavailable as err:  # the message stays in its box, to send again
+            yield chat_view(conv, None, side_html(conv, "a"), side_html(conv, "b"), text,
+                            note=status_html("warn", unavailable_text(err, "answers", again_is_safe=False)))
+            return
+        try:
+            conv = arena.conversation(conv.id, name)
+        except StoreUnavailable as err:  # the turn is stored: its answers stay on screen, to vote on
+            a, b = side_html(conv, "a", text, done.a.text), side_html(conv, "b", text, done.b.text)
+            yield chat_view(conv, turn.id, a, b, "", sending=False, voting=True,
+                            note=status_html("warn", f"The answers are saved. {err}"))
+            return
         yield chat_view(conv, turn.id, side_html(conv, "a"), side_html(conv, "b"), "", sending=False, voting=True,
                         note=status_html("info", "Which answer is better? Vote, then write again or reveal the models."))
 
@@ -152,6 +163,8 @@ def build_arena_tab(arena: ArenaStore, engine: ArenaEngine, suggestions: list[st
                 conv = arena.conversation(cid, name)
             except SubmitError as err:
                 return [gr.skip()] * (len(chat_outputs) - 1) + [status_html("warn", f"Nothing was saved: {err}")]
+            except StoreUnavailable as err:  # one vote per turn: voting again never counts twice
+                return [gr.skip()] * (len(chat_outputs) - 1) + [status_html("warn", unavailable_text(err, "vote"))]
             more = len(conv.turns) < arena.max_turns
             note = f"Vote saved ({OUTCOME_WORDS[outcome]}). " + (
                 "Write another message to both, or reveal the models." if more else "That was the last turn: reveal "
@@ -167,7 +180,7 @@ def build_arena_tab(arena: ArenaStore, engine: ArenaEngine, suggestions: list[st
             return [gr.skip()] * (len(chat_outputs) - 1) + [status_html("warn", "Vote on the last answers first.")]
         try:
             conv = arena.reveal(cid, name)
-        except SubmitError as err:
+        except (SubmitError, StoreUnavailable) as err:
             return [gr.skip()] * (len(chat_outputs) - 1) + [status_html("warn", str(err))]
         return chat_view(conv, None, side_html(conv, "a"), side_html(conv, "b"), note=status_html(
             "ok", f"A was {conv.model_a}, B was {conv.model_b}. Send a message to start a new conversation."))
@@ -177,7 +190,11 @@ def build_arena_tab(arena: ArenaStore, engine: ArenaEngine, suggestions: list[st
         return chat_view(None, None, side_html(None, "a"), side_html(None, "b"), "", note="")
 
     def on_select(request: gr.Request):
-        return board_html(arena), mine_html(arena, who.username(request))
+        name = who.username(request)
+        try:
+            return board_html(arena), mine_html(arena, name)
+        except StoreUnavailable as err:
+            return f'<div class="arena-empty">{html.escape(str(err))}</div>', gr.skip()
 
     opts = {"api_visibility": "private"}
     suggestion.change(lambda s: s or gr.skip(), suggestion, message, **opts)
