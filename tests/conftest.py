@@ -9,7 +9,7 @@ sys.path.insert(0, str(REPO / "tests"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from labeling_ui.pg_server import pg_bin, throwaway_postgres  # noqa: E402
+from labeling_ui.pg_server import ThrowawayPostgres, pg_bin  # noqa: E402
 from tiny_models import make_tiny_model_dir  # noqa: E402
 
 
@@ -31,11 +31,18 @@ def repo_root() -> Path:
 
 
 @pytest.fixture(scope="module")
-def pg_server():
+def pg_instance():
     """A real PostgreSQL server on loopback for one test module (Debian's postgresql, as an
-    unprivileged user when run as root, removed afterwards); skipped, with the reason, without it."""
+    unprivileged user when run as root, removed afterwards), to stop and restart (ThrowawayPostgres);
+    skipped, with the reason, without it."""
     if pg_bin() is None:
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not installed: apt-get install postgresql")
     pytest.importorskip("psycopg2", reason="psycopg2 not installed (pip install -e '.[postgres]')")
-    with throwaway_postgres() as url:
-        yield url
+    with ThrowawayPostgres() as pg:
+        yield pg
+
+
+@pytest.fixture(scope="module")
+def pg_server(pg_instance):
+    """The URL of pg_instance's server."""
+    return pg_instance.url
