@@ -10,6 +10,9 @@
                   [--round N --question ranking|pairwise|rating]; export --format argilla|label-studio writes them
     arena-simulate  simulated voters chat with the run's models in the Arena and vote (--arena_turns N)
     disable-reviewer NAME   end their sessions and refuse their logins (their labels stay)
+    create-token NAME [--label L] [--token_file F]   an API token acting as NAME (shown once; docs/api.md)
+    revoke-token ID         the token stops working at once
+    list-tokens             every API token: id, account, label, created, last used, revoked
     enable-reviewer NAME    let a disabled reviewer log in again
 
 `python -m labeling_ui <command> --help` lists every setting.
@@ -31,8 +34,9 @@ from labeling_ui.config import (ALL, ArenaArguments, ExportArguments, GenerateAr
 from labeling_ui.store import LabelStore
 
 COMMANDS = ("generate", "add-reviewer", "serve", "export", "simulate", "gold", "disable-reviewer", "enable-reviewer",
-            "import", "arena-simulate")
-NAMED = ("add-reviewer", "disable-reviewer", "enable-reviewer")  # the first argument is a reviewer's name
+            "import", "arena-simulate", "create-token", "revoke-token", "list-tokens")
+# The first argument is a reviewer's name (a token's id for revoke-token).
+NAMED = ("add-reviewer", "disable-reviewer", "enable-reviewer", "create-token", "revoke-token")
 
 
 def open_store(a: StoreArguments, serve: ServeArguments | None = None, must_exist: bool = False) -> LabelStore:
@@ -142,7 +146,8 @@ def cmd_serve(a: StoreArguments, s: ServeArguments, g: GenerateArguments | None 
     arena = open_arena(store, a, g, r) if s.arena and g is not None and r is not None else None
     try:
         serve(store, s.host, s.port, run_dir(a.run, a.runs_dir) / "export", s.guidelines, s.answer_slots,
-              s.ssl_certfile, s.ssl_keyfile, arena=arena)
+              s.ssl_certfile, s.ssl_keyfile, arena=arena, api_rate_per_second=s.api_rate_per_second,
+              api_burst=s.api_burst)
     finally:
         if arena is not None:
             arena[1].close()
@@ -238,6 +243,47 @@ def cmd_gold(a: StoreArguments, g: GoldArguments) -> list[int]:
     print(f"{len(ids)} gold items in {store.db.display()} (served one claim in {a.gold_rate}; "
           "never exported for training)")
     return ids
+
+
+def cmd_tokens(a: StoreArguments, r: ReviewerArguments, command: str):
+    """create-token NAME / revoke-token ID / list-tokens."""
+    import os
+
+    store = open_store(a, must_exist=True)
+    try:
+        if command == "list-tokens":
+            rows = store.tokens.all()
+            for t in rows:
+                state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "live"
+                used = f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "never"
+                print(f"{t.id:>4}  {t.shown}...  {t.reviewer}{' (admin)' if t.is_admin else ''}  '{t.label}'  "
+                      f"created {t.created_at:%Y-%m-%d %H:%M} by {t.created_by}  last used {used}  {state}")
+            if not rows:
+                print("no API tokens yet: python -m labeling_ui create-token NAME")
+            return rows
+        if not r.name:
+            raise InputError(f"usage: python -m labeling_ui {command} {'NAME' if command == 'create-token' else 'ID'}")
+        if command == "revoke-token":
+            try:
+                token_id = int(r.name)
+            except ValueError:
+                raise InputError("expected the token's id (a number, from list-tokens)", field="token_id") from None
+            info = store.tokens.revoke(token_id, cli_actor())
+            print(f"revoked API token {info.id} ({info.shown}..., {info.reviewer}, '{info.label}')")
+            return info
+        info, token = store.tokens.create(r.name, r.label, cli_actor())
+    finally:
+        store.close()
+    role = "admin" if info.is_admin else "reviewer"
+    if r.token_file:
+        path = Path(r.token_file)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        print(f"API token {info.id} for {role} '{info.reviewer}' ('{info.label}') written to {path}")
+    else:
+        print(f"API token {info.id} for {role} '{info.reviewer}' ('{info.label}'); it is shown only now:\n{token}")
+    return info, token
 
 
 def cmd_set_disabled(a: StoreArguments, r: ReviewerArguments, disabled: bool) -> None:
@@ -345,6 +391,8 @@ def main(argv: list[str] | None = None):
         return cmd_import(store_args, export_args, gold_args, import_args, gen_args.question if given else None)
     if command == "arena-simulate":
         return cmd_arena_simulate(store_args, gen_args, simulate_args, arena_args)
+    if command in ("create-token", "revoke-token", "list-tokens"):
+        return cmd_tokens(store_args, reviewer_args, command)
     if command in ("disable-reviewer", "enable-reviewer"):
         return cmd_set_disabled(store_args, reviewer_args, command == "disable-reviewer")
     return cmd_export(store_args, export_args)

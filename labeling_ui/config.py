@@ -73,6 +73,11 @@ class ServeArguments:
     max_login_failures_per_client: int = field(default=20, metadata={"help": "The same, per client address."})
     login_window_minutes: float = field(default=15, metadata={"help": "Window for counting failed logins."})
     answer_slots: int = field(default=8, metadata={"help": "Most answers one item may show (page layout)."})
+    api_rate_per_second: float = field(
+        default=20.0, metadata={"help": "JSON API (/api/v1): requests per second one token may make on average "
+                                        "(0 = no limit); more are answered 429 with Retry-After."})
+    api_burst: float = field(default=40.0, metadata={"help": "JSON API: requests one token may make at once "
+                                                             "before the per-second rate applies."})
     arena: bool = field(default=True, metadata={"help": "Serve the Arena tab (reviewers chat with two anonymous "
                                                         "models of the run and vote) when the run has two models."})
 
@@ -116,6 +121,10 @@ class ReviewerArguments:
     update: bool = field(default=False,
                          metadata={"help": "add-reviewer: change an existing reviewer's password/admin flag "
                                            "(a disabled reviewer stays disabled: use enable-reviewer)."})
+    label: str = field(default="api", metadata={"help": "create-token: what the token is for (shown in the list)."})
+    token_file: str | None = field(
+        default=None, metadata={"help": "create-token: write the new token to this file (mode 600) instead of "
+                                        "printing it."})
 
 
 @dataclass

@@ -34,6 +34,7 @@ from fastapi import FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from labeling_ui.accounts import LoginRefused, ReviewerInfo
+from labeling_ui.api.gate import ApiGate, Refusal, is_api, is_docs
 from labeling_ui.store import LabelStore
 
 SESSION_COOKIE = "ranktune_session"
@@ -144,8 +145,8 @@ def _replay(body: bytes, receive):
 class SessionGate:
     """ASGI middleware: no valid session, no access (besides the login page)."""
 
-    def __init__(self, app, sessions: SessionCache):
-        self.app, self.sessions, self.pages = app, sessions, PageOwners()
+    def __init__(self, app, sessions: SessionCache, api: ApiGate | None = None):
+        self.app, self.sessions, self.pages, self.api = app, sessions, PageOwners(), api
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
@@ -159,6 +160,8 @@ class SessionGate:
         path = scope["path"]
         if path in PUBLIC_PATHS:
             return await self.app(scope, receive, send_with_headers)
+        if is_api(path) and not is_docs(path):
+            return await self._api(scope, receive, send_with_headers)
         user = await self.sessions.user(_cookie(scope.get("headers", []), SESSION_COOKIE))
         if user is None:
             return await self._refuse(scope, send_with_headers, 401, "login required")
@@ -187,17 +190,35 @@ class SessionGate:
         scope.setdefault("state", {})["reviewer"] = user
         return await self.app(scope, receive, send_with_headers)
 
+    async def _api(self, scope, receive, send):
+        """A JSON API request: a bearer token or nothing (the page's cookie alone never gets in)."""
+        if scope["type"] != "http" or self.api is None:
+            return await self._refuse(scope, send, 404, "no such route")
+        got = await self.api.check(scope.get("headers", []), self.sessions.store.accounts.changes)
+        if isinstance(got, Refusal):
+            return await self._refuse(scope, send, got.status, got.message, got.retry_after, redirect=False)
+        if scope.get("method") in ("POST", "PUT", "PATCH"):
+            body = await _read_body(receive)
+            if body is None:
+                return await self._refuse(scope, send, 413, f"request body over {MAX_JSON_BODY // 1024**2} MiB",
+                                          redirect=False)
+            receive = _replay(body, receive)
+        scope.setdefault("state", {})["reviewer"] = got
+        return await self.app(scope, receive, send)
+
     @staticmethod
-    async def _refuse(scope, send, status: int, why: str):
+    async def _refuse(scope, send, status: int, why: str, retry_after: float | None = None, redirect: bool = True):
         if scope["type"] == "websocket":
             return await send({"type": "websocket.close", "code": 4000 + status})
         accept = dict(scope.get("headers", [])).get(b"accept", b"").decode("latin-1")
-        if status == 401 and scope.get("method") == "GET" and "text/html" in accept:
+        if redirect and status == 401 and scope.get("method") == "GET" and "text/html" in accept:
             headers = [(b"location", b"/login"), (b"content-length", b"0")]
             await send({"type": "http.response.start", "status": 303, "headers": headers})
             return await send({"type": "http.response.body", "body": b""})
         body = json.dumps({"error": why}).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if retry_after is not None:
+            headers.append((b"retry-after", str(max(1, round(retry_after))).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -224,9 +245,11 @@ font-size:.9rem}}
 
 
 def build_app(store: LabelStore, export_dir: Path, guidelines: str | None = None, slots: int = 8,
-              secure_cookies: bool = False, arena=None) -> FastAPI:
+              secure_cookies: bool = False, arena=None, api_rate_per_second: float = 20.0,
+              api_burst: float = 40.0) -> FastAPI:
     import gradio as gr
 
+    from labeling_ui.api.routes import build_api
     from labeling_ui.app import build_blocks, page_css, page_head
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
@@ -273,25 +296,29 @@ def build_app(store: LabelStore, export_dir: Path, guidelines: str | None = None
         user = request.scope.get("state", {}).get("reviewer")  # set by the gate for this request
         return user.name if user else None
 
+    app.mount("/api/v1", build_api(store, Path(export_dir)))  # before Gradio's "/" so it matches first
     blocks = build_blocks(store, export_dir, guidelines, slots, arena=arena)
     theme = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"],
                            font_mono=["ui-monospace", "monospace"])  # no web fonts: the app works offline
     app = gr.mount_gradio_app(app, blocks, path="/", auth_dependency=gradio_user, ssr_mode=False,
                               footer_links=[], theme=theme, css=page_css(), head=page_head(),
                               allowed_paths=[str(Path(export_dir).resolve())], run_history=False)
-    app.add_middleware(SessionGate, sessions=sessions)  # added last = runs first, before every route
+    api_gate = ApiGate(store.tokens, api_rate_per_second, api_burst)
+    app.add_middleware(SessionGate, sessions=sessions, api=api_gate)  # added last = runs first, before every route
     return app
 
 
 def serve(store: LabelStore, host: str, port: int, export_dir: Path, guidelines: str | None = None, slots: int = 8,
-          ssl_certfile: str | None = None, ssl_keyfile: str | None = None, arena=None) -> None:
+          ssl_certfile: str | None = None, ssl_keyfile: str | None = None, arena=None,
+          api_rate_per_second: float = 20.0, api_burst: float = 40.0) -> None:
     import uvicorn
 
     tls = bool(ssl_certfile and ssl_keyfile)
     if not is_loopback(host) and not tls:
         print(f"warning: serving on {host} without TLS: passwords and session cookies cross the network in "
               "clear. Pass --ssl_certfile/--ssl_keyfile, or put a TLS proxy in front.", file=sys.stderr)
-    app = build_app(store, export_dir, guidelines, slots, secure_cookies=tls, arena=arena)
+    app = build_app(store, export_dir, guidelines, slots, secure_cookies=tls, arena=arena,
+                    api_rate_per_second=api_rate_per_second, api_burst=api_burst)
     counts = store.counts()
     scheme = "https" if tls else "http"
     print(f"labeling app on {scheme}://{host}:{port}  ({counts['items']} items, {counts['reviewers']} reviewers, "

@@ -34,6 +34,7 @@ from sqlalchemy import select, true
 from sqlalchemy.orm import Session
 
 from labeling_ui.accounts import NAME_RE, Accounts, hash_password
+from labeling_ui.api.tokens import ApiTokens
 from labeling_ui.db import Database, sqlite_url, utcnow
 from labeling_ui.queries import ClickSQL
 from labeling_ui.questions import question as question_type
@@ -73,6 +74,7 @@ class LabelStore(StoreReads, StoreReviews):
         self.clock = clock
         self.sql = ClickSQL(overlap, round)
         self.accounts = Accounts(self.db, clock, **account_settings)
+        self.tokens = ApiTokens(self.db, clock)
 
     @classmethod
     def for_run(cls, run: str, runs_dir: str | Path = "runs", db: str | None = None, must_exist: bool = False,

@@ -23,6 +23,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from labeling_ui import cli
 from labeling_ui.accounts import SCRYPT_N, SCRYPT_R, hash_password, verify_password
 from labeling_ui.config import ReviewerArguments, ServeArguments, StoreArguments
+from labeling_ui.api.gate import is_api, is_docs
 from labeling_ui.db import sqlite_url
 from labeling_ui.server import PUBLIC_PATHS, SESSION_COOKIE, build_app
 from labeling_ui.store import LabelStore
@@ -102,9 +103,12 @@ def concrete(path: str, db_path: Path) -> str:
     return re.sub(r"\{[^}]+\}", "x1", path)
 
 
-def assert_refused(r: httpx.Response, what: str) -> None:
-    assert r.status_code in (401, 303), f"{what}: HTTP {r.status_code}: {r.text[:200]}"
-    if r.status_code == 303:
+def assert_refused(r: httpx.Response, what: str, api: bool = False) -> None:
+    """`api`: a JSON API route (/api/v1, tests/test_api.py), which wants a token and never redirects."""
+    assert r.status_code in ((401,) if api else (401, 303)), f"{what}: HTTP {r.status_code}: {r.text[:200]}"
+    if api:
+        assert "API token required" in r.json()["error"], what
+    elif r.status_code == 303:
         assert r.headers["location"] == "/login", what
         assert r.content == b"", what
     else:
@@ -119,7 +123,8 @@ def test_route_walk_finds_the_real_routes(site):
     paths = {p for _, p, _ in routes}
     assert len(routes) > 50
     assert {"/", "/config", "/gradio_api/queue/join", "/gradio_api/queue/data", "/login",
-            "/gradio_api/file={path_or_url:path}", "/gradio_api/upload"} <= paths
+            "/gradio_api/file={path_or_url:path}", "/gradio_api/upload", "/api/v1/tasks/next",
+            "/api/v1/docs", "/api/v1/openapi.json"} <= paths
 
 
 def logged_out_cookie(site) -> str:
@@ -153,15 +158,18 @@ def test_every_route_refuses_requests_without_a_valid_login(site, cookie):
                 assert r.status_code != 101, f"websocket {path} accepted without a login"
                 checked += 1
                 continue
+            api = is_api(path) and not is_docs(path)
             for method in methods:
                 kw = {"json": body} if method in ("POST", "PUT", "PATCH") else {}
                 r = c.request(method, url, params=probe, headers={"accept": "application/json"}, **kw)
                 if method == "HEAD":
                     assert r.status_code == 401, f"HEAD {path}: HTTP {r.status_code}"
                 else:
-                    assert_refused(r, f"{method} {path}")
+                    assert_refused(r, f"{method} {path}", api)
                 checked += 1
-                if method == "GET":  # a browser's page load is sent to the login page, with nothing else
+                if method == "GET" and api:
+                    assert_refused(c.get(url, params=probe, headers={"accept": "text/html"}), f"GET {path}", api)
+                elif method == "GET":  # a browser's page load is sent to the login page, with nothing else
                     r = c.get(url, params=probe, headers={"accept": "text/html"})
                     assert r.status_code == 303 and r.headers["location"] == "/login", f"GET {path} (html)"
                     assert_refused(r, f"GET {path} (html)")

@@ -1,0 +1,105 @@
+"""How a request to `/api/v1` gets in: a bearer token (never the page's cookie alone), a rate
+limit per token, a body-size limit. The server's SessionGate calls `ApiGate.check` for every
+API path before any route runs; the OpenAPI page and its schema are for logged-in people and
+go through the page's session check instead.
+
+Why not the cookie: a page's cookie rides along on any request the browser makes, so an API
+that honoured it would be open to cross-site requests the page's SameSite=Lax does not stop
+(top-level POSTs from forms). A token has to be put into each request on purpose.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import anyio
+
+from labeling_ui.accounts import ReviewerInfo
+
+API_PREFIX = "/api/v1"
+DOCS_PATHS = (f"{API_PREFIX}/docs", f"{API_PREFIX}/openapi.json", f"{API_PREFIX}/static/")
+CACHE_SECONDS = 5.0  # a token lookup is cached this long (a revoke in this process clears it at once)
+
+
+def is_api(path: str) -> bool:
+    return path == API_PREFIX or path.startswith(API_PREFIX + "/")
+
+
+def is_docs(path: str) -> bool:
+    return path.startswith(DOCS_PATHS)
+
+
+def bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
+    for key, value in headers:
+        if key == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else None
+    return None
+
+
+class TokenBucket:
+    """`rate` requests a second on average per key, bursts of `burst`."""
+
+    def __init__(self, rate: float, burst: float, limit: int = 100_000):
+        self.rate, self.burst, self.limit = rate, burst, limit
+        self._state: dict[object, tuple[float, float]] = {}
+
+    def take(self, key: object) -> float:
+        """0 when the request may go; otherwise the seconds until it could."""
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        level, then = self._state.get(key, (self.burst, now))
+        level = min(self.burst, level + (now - then) * self.rate)
+        if level < 1:
+            self._state[key] = (level, now)
+            return (1 - level) / self.rate
+        if len(self._state) > self.limit:
+            self._state.clear()
+        self._state[key] = (level - 1, now)
+        return 0.0
+
+
+@dataclass
+class Refusal:
+    status: int
+    message: str
+    retry_after: float | None = None
+
+
+class ApiGate:
+    def __init__(self, tokens, rate_per_second: float = 20.0, burst: float = 40.0):
+        self.tokens = tokens
+        self.buckets = TokenBucket(rate_per_second, burst)
+        self._hits: dict[str, tuple[float, ReviewerInfo | None]] = {}
+        self._changes: tuple | None = None
+
+    async def user(self, token: str | None, account_changes: int) -> ReviewerInfo | None:
+        if not token:
+            return None
+        stamp = (self.tokens.changes, account_changes)  # a revoke, a disabled account or a new password
+        if self._changes != stamp:
+            self._hits.clear()
+            self._changes = stamp
+        hit = self._hits.get(token)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        user = await anyio.to_thread.run_sync(self.tokens.user, token)
+        if len(self._hits) > 100_000:
+            self._hits.clear()
+        self._hits[token] = (time.monotonic() + CACHE_SECONDS, user)
+        return user
+
+    async def check(self, headers: list[tuple[bytes, bytes]], account_changes: int) -> ReviewerInfo | Refusal:
+        token = bearer(headers)
+        if not token:
+            return Refusal(401, "API token required: send 'Authorization: Bearer <token>' (python -m labeling_ui "
+                                "create-token NAME makes one)")
+        user = await self.user(token, account_changes)
+        if user is None:
+            return Refusal(401, "this API token is unknown, revoked, or its account is disabled")
+        wait = self.buckets.take(token)
+        if wait:
+            return Refusal(429, "too many requests: slow down", retry_after=wait)
+        return user
