@@ -16,6 +16,7 @@ from pathlib import Path
 from ranktune.errors import InputError
 from ranktune.prompting import prompt_text
 from ranktune.records import read_prompts, split_prompts
+from ranktune.remote_scoring import is_remote
 from ranktune.runs import publish_policy, run_dir, stage_dir
 
 # the reward-model columns of compare_policies' summary: meaningless without a reward model
@@ -38,7 +39,11 @@ class ScriptArguments:
                           "and what RLOO/GRPO train on. Use PPO's file so the held-out prompts are PPO's."})
     reward_model: str | None = field(
         default=None, metadata={"help": "Reward model folder (default: <runs_dir>/<run>/reward, else the last "
-                                        "<runs_dir>/<run>/rounds/round-N/reward)."})
+                                        "<runs_dir>/<run>/rounds/round-N/reward), or the URL of one served by "
+                                        "`python -m reward serve` (http://host:port)."})
+    reward_token_file: str | None = field(
+        default=None, metadata={"help": "With a reward model URL: file holding the server's bearer token "
+                                        "(default: $RANKTUNE_REWARD_TOKEN)."})
     eval_fraction: float = field(
         default=0.1, metadata={"help": "Share of prompts held out for the final evaluation (as in PPO)."})
     max_eval_prompts: int = field(default=64, metadata={"help": "Evaluate on at most this many held-out prompts."})
@@ -50,7 +55,9 @@ class ScriptArguments:
 
 
 def reward_model_folder(explicit: str | None, run: str, runs_dir: str, required: bool = True) -> str | None:
-    """An explicit folder; else the run's reward/; else the reward model of the run's last loop round."""
+    """An explicit folder or URL; else the run's reward/; else the reward model of the run's last loop round."""
+    if is_remote(explicit):
+        return explicit
     if explicit:
         folder = Path(explicit)
         if not (folder / "config.json").is_file():

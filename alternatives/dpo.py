@@ -143,6 +143,7 @@ def main(args: list[str] | None = None) -> Path:
 
     from ranktune.models import load_causal_lm
     from ranktune.sampling import sampling_config
+    from ranktune.remote_scoring import is_remote, load_scorer
     from ranktune.scoring import RewardScorer
 
     script_args, config, model_args = parse_config((DPOScriptArguments, DPOConfig, ModelConfig), args)
@@ -161,6 +162,8 @@ def main(args: list[str] | None = None) -> Path:
     pairs, info = load_pairs(script_args, eval_prompts, config.seed)
     reward_spec = reward_model_folder(script_args.reward_model, script_args.run, script_args.runs_dir,
                                       required=bool(script_args.reward_model))
+    # a served reward model is reached (and its token tried) now, not after training
+    remote = load_scorer(reward_spec, script_args.reward_token_file) if is_remote(reward_spec) else None
     policy_spec = upstream_model(model_args.model_name_or_path, script_args.run, script_args.runs_dir)
 
     resume_from = resume_point(work, script_args.resume)
@@ -198,7 +201,7 @@ def main(args: list[str] | None = None) -> Path:
                            "words only")
     rows = []
     if eval_prompts:
-        scorer = RewardScorer.load(reward_spec) if reward_spec else None
+        scorer = remote or (RewardScorer.load(reward_spec) if reward_spec else None)
         generation = sampling_config(tokenizer, script_args.max_completion_length, script_args.temperature)
         metrics["eval"], rows = evaluate(
             trained, starting_policy(trained, policy_spec, tokenizer), tokenizer, scorer, eval_prompts, generation,

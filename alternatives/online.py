@@ -4,8 +4,9 @@
 Both sample several answers per prompt and use the other answers to the same prompt as the baseline
 instead of a value model: RLOO the mean of the others' rewards (KL to the SFT policy subtracted from
 the reward, as in PPO), GRPO the group's mean and spread (KL, when beta > 0, in the loss). The
-reward is what PPO's score is: the reward model's normalised score through `RewardScorer`, at the
-length it was trained at, with `missing_eos_penalty` taken off answers that never ended.
+reward is what PPO's score is: the reward model's normalised score through `RewardScorer` (or the
+same served over HTTP: `--reward_model http://host:port`), at the length it was trained at, with
+`missing_eos_penalty` taken off answers that never ended.
 Trains on PPO's training prompts; evaluates on PPO's held-out prompts; publishes runs/<run>/<method>/.
 """
 
@@ -111,7 +112,7 @@ def main(method: str, args: list[str] | None = None) -> Path:
 
     from ranktune.models import load_causal_lm
     from ranktune.sampling import sampling_config
-    from ranktune.scoring import RewardScorer
+    from ranktune.remote_scoring import load_scorer
 
     if method not in METHODS:
         raise InputError(f"unknown method '{method}' (one of {', '.join(METHODS)})")
@@ -140,7 +141,8 @@ def main(method: str, args: list[str] | None = None) -> Path:
     set_seed(config.seed)
     policy, tokenizer = load_causal_lm(policy_spec)
     pad_id = tokenizer.pad_token_id
-    scorer = RewardScorer.load(reward_spec)  # at the max_length its normalisation was fitted at
+    # at the max_length its normalisation was fitted at, here or on the server
+    scorer = load_scorer(reward_spec, script_args.reward_token_file)
     reward = ModelReward(scorer, _eos_token_ids(policy, tokenizer), script_args.missing_eos_penalty,
                          script_args.reward_batch_size)
     trainer = _trainer_class(method)(model=policy, reward_funcs=reward, args=config,

@@ -16,7 +16,12 @@ class PPOScriptArguments:
     prompts: str = field(default="data/prompts.jsonl",
                          metadata={"help": "Prompts the policy answers: JSONL with 'prompt', or a HF dataset name."})
     reward_model: str | None = field(
-        default=None, metadata={"help": "Reward model folder (default: <runs_dir>/<run>/reward)."})
+        default=None, metadata={"help": "Reward model folder (default: <runs_dir>/<run>/reward), or the URL of one "
+                                        "served by `python -m reward serve` (http://host:port); the value model then "
+                                        "starts from the policy (value_model: policy)."})
+    reward_token_file: str | None = field(
+        default=None, metadata={"help": "With a reward model URL: file holding the server's bearer token "
+                                        "(default: $RANKTUNE_REWARD_TOKEN)."})
     eval_fraction: float = field(
         default=0.1, metadata={"help": "Share of prompts held out for the final evaluation (never trained on)."})
     max_eval_prompts: int = field(default=64, metadata={"help": "Evaluate on at most this many held-out prompts."})

@@ -6,7 +6,9 @@ With LoRA (the default) there are two copies of base weights in memory:
   with the adapter off it *is* the reward model ("N implementation details": value initialised
   from the reward model).
 `value_model: shared` puts a value head on the policy's own last hidden state instead (one
-policy forward gives log-probs and values). Full fine-tuning keeps separate frozen copies.
+policy forward gives log-probs and values); `value_model: policy` is a separate value model on
+a copy of the SFT model with a fresh head, what PPO takes when the reward model is served over
+HTTP (no reward weights here to start from). Full fine-tuning keeps separate frozen copies.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from ranktune.sampling import position_ids_for
 from rlhf.layer_cache import hidden_entering, resume_at
 from trl.trainer.utils import disable_dropout_in_model
 
-VALUE_MODELS = ("reward", "shared")
+VALUE_MODELS = ("reward", "policy", "shared")
 
 
 def _unwrapped(model: nn.Module) -> nn.Module:
@@ -117,8 +119,12 @@ class PolicyAndValue(nn.Module):
 class Roles:
     """Frozen roles beside the trained module: `reference()` and `reward()` give a model to call."""
 
-    def __init__(self, trained: PolicyAndValue, ref_model: nn.Module | None, reward_model: nn.Module | None):
+    def __init__(self, trained: PolicyAndValue, ref_model: nn.Module | None, reward_model: nn.Module | None,
+                 reward_in_value: bool = True):
         self.trained, self.ref_model, self.reward_model = trained, ref_model, reward_model
+        # without a frozen copy, the reward model is the value model with its adapter off, unless the
+        # reward model is not here at all (served over HTTP: the trainer scores through its client)
+        self.reward_in_value = reward_model is None and reward_in_value
 
     def frozen_parameters(self) -> list[nn.Parameter]:
         """The weights of the separate frozen copies (none with LoRA and a value model over the reward model)."""
@@ -138,9 +144,11 @@ class Roles:
         """The reward model: the value adapter switched off, or the separate frozen copy."""
         if self.reward_model is not None:
             yield self.reward_model
-        else:
+        elif self.reward_in_value:
             with self.trained.value.disable_adapter():
                 yield self.trained.value
+        else:
+            raise RuntimeError("no local reward model: this run scores through a remote reward model")
 
 
 def _no_dropout(model: nn.Module) -> None:
@@ -194,19 +202,41 @@ def _value_head_in_normalised_units(value: nn.Module, gain: float, bias: float) 
         _unwrapped(value).score = folded
 
 
-def build_models(policy_spec: str, reward_spec: str, peft_config, value_model: str = "reward",
+def _fresh_value_model(policy_spec: str, tokenizer) -> nn.Module:
+    """A one-output classifier on the SFT model's weights with a zero head: the value model when there is no
+    reward model to start from. The SFT features already read the policy's own tokens (a served reward
+    model may use another tokenizer), and a separate network keeps the value loss out of the policy's
+    gradients, as with the default value model; a zero head starts every value at 0, the normalised
+    reward's mean over SFT answers. The memory is the default's: two copies of base weights."""
+    from trl.trainer.reward_trainer import suppress_seqcls_warning
+
+    with suppress_seqcls_warning():  # the new score head is the point
+        value, _ = load_sequence_classifier(policy_spec, tokenizer=tokenizer)
+    nn.init.zeros_(value.score.weight)
+    return value
+
+
+def build_models(policy_spec: str, reward_spec: str | None, peft_config, value_model: str = "reward",
                  lora_top_layers: int = 0, reward_normalization: tuple[float, float] = (1.0, 0.0)):
     """Load and wire up the roles. Returns (PolicyAndValue, Roles, tokenizer, reward tokenizer).
-    `reward_normalization` (gain, bias): the units the value model starts in, the trainer's scores'."""
+    `reward_normalization` (gain, bias): the units the value model starts in, the trainer's scores'.
+    `reward_spec` None: the reward model is remote (no reward role here, no reward tokenizer)."""
     if value_model not in VALUE_MODELS:
         raise InputError(f"must be one of {', '.join(VALUE_MODELS)}, got '{value_model}'", field="value_model")
+    if reward_spec is None and value_model == "reward":
+        raise InputError("a remote reward model has no weights here to start the value model from: set "
+                         "value_model: policy (or shared)", field="value_model")
     policy, tokenizer = load_causal_lm(policy_spec)
-    reward_model, reward_tokenizer = load_sequence_classifier(reward_spec)
+    reward_model = reward_tokenizer = None
+    if reward_spec is not None:
+        reward_model, reward_tokenizer = load_sequence_classifier(reward_spec)
     if value_model == "reward" and not _same_vocabulary(tokenizer, reward_tokenizer):
         raise InputError("the reward model's tokenizer differs from the policy's, so it cannot read the policy's "
-                         "tokens as a value model: set value_model: shared", reward_spec, field="value_model")
+                         "tokens as a value model: set value_model: policy or shared", reward_spec,
+                         field="value_model")
     for model in (policy, reward_model):
-        _no_dropout(model)  # PPO's ratios assume the same function at rollout and update
+        if model is not None:
+            _no_dropout(model)  # PPO's ratios assume the same function at rollout and update
 
     ref_model = None
     if peft_config is None:
@@ -222,7 +252,18 @@ def build_models(policy_spec: str, reward_spec: str, peft_config, value_model: s
         value_head = nn.Linear(hidden, 1)
         nn.init.zeros_(value_head.weight)
         nn.init.zeros_(value_head.bias)
-        frozen_reward = _freeze(reward_model)
+        frozen_reward = _freeze(reward_model) if reward_model is not None else None
+    elif value_model == "policy":
+        value = _fresh_value_model(policy_spec, tokenizer)
+        _no_dropout(value)
+        if peft_config is None:
+            value.train()
+        else:
+            from peft import get_peft_model
+
+            value = get_peft_model(value, _adapter(peft_config, "SEQ_CLS", value, lora_top_layers))
+        frozen_reward = _freeze(reward_model) if reward_model is not None else None
+        reward_normalization = (1.0, 0.0)  # a fresh head: nothing to fold, values start at 0
     elif peft_config is None:
         value = copy.deepcopy(reward_model)
         value.train()
@@ -235,4 +276,5 @@ def build_models(policy_spec: str, reward_spec: str, peft_config, value_model: s
     if value is not None:
         _value_head_in_normalised_units(value, *reward_normalization)
     trained = PolicyAndValue(policy, value, value_head)
-    return trained, Roles(trained, ref_model, frozen_reward), tokenizer, reward_tokenizer
+    roles = Roles(trained, ref_model, frozen_reward, reward_in_value=value_model == "reward")
+    return trained, roles, tokenizer, reward_tokenizer

@@ -79,7 +79,9 @@ class PPOConfig(TrainingArguments):
     ptx_coef: float = field(default=0.0, metadata={"help": "PPO-ptx: weight of the SFT loss on demonstrations (0 = off)."})
     value_model: str = field(
         default="reward", metadata={"help": "reward: a value model initialised from the reward model (LoRA over the "
-                                            "same weights); shared: a value head on the policy's backbone."})
+                                            "same weights); policy: a separate one from the SFT policy with a fresh "
+                                            "head (what a remote reward model gets); shared: a value head on the "
+                                            "policy's backbone."})
     lora_top_layers: int = field(
         default=0, metadata={"help": "With LoRA: adapters on the top N transformer layers only (policy and value), "
                                      "so backward passes stop there. 0 = every layer."})
@@ -121,9 +123,10 @@ class PPOTrainer(Trainer):
 
     def __init__(self, args: PPOConfig, model, roles, processing_class, reward_tokenizer, train_prompts: list,
                  reward_normalization: tuple[float, float] = (1.0, 0.0), reward_max_length: int = 512,
-                 ptx_batches=None, callbacks=None):
+                 ptx_batches=None, callbacks=None, reward_scorer=None):
         super().__init__(model=model, args=args, processing_class=processing_class, callbacks=callbacks)
         self.roles, self.tokenizer, self.prompts = roles, processing_class, list(train_prompts)
+        self.reward_scorer = reward_scorer  # a remote one (ranktune.remote_scoring); None: the local reward role
         self.reward_tokenizer, self.reward_normalization = reward_tokenizer, reward_normalization
         self.reward_max_length, self.ptx_batches = reward_max_length, ptx_batches
         world = self.accelerator.num_processes
@@ -223,7 +226,10 @@ class PPOTrainer(Trainer):
         return Rollout(samples, logprobs, ref_logprobs, values.float(), scores, answers, frozen)
 
     def reward_scores(self, prompts: list, answers: list[str], ended: list[bool]) -> list[float]:
-        """The reward model's normalised scores, through the same `RewardScorer` every stage uses."""
+        """The reward model's normalised scores, through the same `RewardScorer` every stage uses (here, or
+        behind a served model's URL: it gets the same decoded text and renders it with its own tokenizer)."""
+        if self.reward_scorer is not None:
+            return self.reward_scorer.score(prompts, answers, ended)
         gain, bias = self.reward_normalization
         with self.roles.reward() as reward_model:
             scorer = RewardScorer(reward_model, self.reward_tokenizer, gain, bias, self.reward_max_length)

@@ -1,7 +1,8 @@
 """`python -m rlhf --config configs/rlhf.yaml --run NAME`: PPO on the SFT policy against the reward model.
 
 Reads runs/<run>/sft (policy and reference) and runs/<run>/reward (reward model, its
-normalisation, and the value model's starting point); checkpoints go to runs/<run>/rlhf.work/
+normalisation, and the value model's starting point) or a reward model served over HTTP
+(`--reward_model http://host:port`, `python -m reward serve`); checkpoints go to runs/<run>/rlhf.work/
 (for --resume); the final policy — a plain model folder any stage loads — is published with
 metrics.json (final evaluation), metrics.jsonl (every update), samples and PNG curves to
 runs/<run>/rlhf/ in one rename.
@@ -17,6 +18,7 @@ from pathlib import Path
 from ranktune.config import lora_config, parse_config
 from ranktune.errors import InputError, exit_on_input_error
 from ranktune.records import read_demonstrations, read_prompts, split_prompts
+from ranktune.remote_scoring import RemoteRewardScorer, is_remote, read_token
 from ranktune.runs import check_writable, publish_policy, resume_point, stage_dir, upstream_model, work_dir
 from ranktune.scoring import read_normalization_settings
 from ranktune.tracking import check_report_to, point_trackers, tracker_dir
@@ -30,6 +32,8 @@ CURVES = ["objective/scores", "objective/gold", "objective/kl", "objective/rlhf_
 
 
 def _reward_spec(script_args) -> str:
+    if is_remote(script_args.reward_model):
+        return script_args.reward_model
     folder = Path(script_args.reward_model) if script_args.reward_model else stage_dir(
         script_args.run, "reward", script_args.runs_dir)
     if not (folder / "config.json").is_file():
@@ -60,19 +64,30 @@ def main(args: list[str] | None = None) -> Path:
                          "rollouts of one update", script_args.prompts)
     demos = read_demonstrations(script_args.ptx_data) if script_args.ptx_data and config.ptx_coef else None
     reward_spec = _reward_spec(script_args)
-    gain, bias, reward_max_length = read_normalization_settings(reward_spec)
+    remote = None
+    if is_remote(reward_spec):
+        # the server renders, cuts and normalises: its scores arrive in the normalised units
+        remote = RemoteRewardScorer.load(reward_spec, read_token(script_args.reward_token_file))
+        gain, bias, reward_max_length = 1.0, 0.0, None
+        if config.value_model == "reward":  # no reward weights here to start it from (rlhf/models.py)
+            config.value_model = "policy"
+            print("value_model: policy (the reward model is remote: the value model starts from the SFT policy "
+                  "with a fresh head)")
+    else:
+        gain, bias, reward_max_length = read_normalization_settings(reward_spec)
     policy_spec = upstream_model(model_args.model_name_or_path, script_args.run, script_args.runs_dir)
 
     resume_from = resume_point(work, script_args.resume, last_checkpoint)
     config.output_dir = str(work)
 
     set_seed(config.seed)  # LoRA and value-head initialisation: a rerun is the same run
-    trained, roles, tokenizer, reward_tokenizer = build_models(policy_spec, reward_spec, lora_config(model_args),
-                                                               config.value_model, config.lora_top_layers, (gain, bias))
+    trained, roles, tokenizer, reward_tokenizer = build_models(policy_spec, None if remote else reward_spec,
+                                                               lora_config(model_args), config.value_model,
+                                                               config.lora_top_layers, (gain, bias))
     ptx = ptx_batches(demos, tokenizer, config.per_device_train_batch_size, 512, config.seed) if demos else None
     # the reward model scores texts cut where it was trained and normalised, never elsewhere
     trainer = PPOTrainer(config, trained, roles, tokenizer, reward_tokenizer, train_prompts, (gain, bias),
-                         reward_max_length=reward_max_length or 512, ptx_batches=ptx)
+                         reward_max_length=reward_max_length or 512, ptx_batches=ptx, reward_scorer=remote)
     point_trackers(trainer, tracker_dir(script_args.run, "rlhf", script_args.runs_dir))  # PPO's own metrics too
     start = time.time()
     history = trainer.train(resume_from)
