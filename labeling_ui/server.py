@@ -36,6 +36,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from labeling_ui.accounts import LoginRefused, ReviewerInfo
 from labeling_ui.api.gate import ApiGate, Refusal, is_api, is_docs
 from labeling_ui.store import LabelStore
+from labeling_ui.tasks import StoreUnavailable
 
 SESSION_COOKIE = "ranktune_session"
 CSRF_COOKIE = "ranktune_login_csrf"
@@ -88,7 +89,12 @@ class SessionCache:
         hit = self._hits.get(token)
         if hit and hit[0] > time.monotonic():
             return hit[1]
-        user = await anyio.to_thread.run_sync(self.store.accounts.session_user, token)
+        try:
+            user = await anyio.to_thread.run_sync(self.store.accounts.session_user, token)
+        except StoreUnavailable:
+            if hit:  # the database is down: who this was a moment ago lets the page say "try again" itself
+                return hit[1]
+            raise
         if len(self._hits) > 10_000:
             self._hits.clear()
         self._hits[token] = (time.monotonic() + CACHE_SECONDS, user)
@@ -162,7 +168,10 @@ class SessionGate:
             return await self.app(scope, receive, send_with_headers)
         if is_api(path) and not is_docs(path):
             return await self._api(scope, receive, send_with_headers)
-        user = await self.sessions.user(_cookie(scope.get("headers", []), SESSION_COOKIE))
+        try:
+            user = await self.sessions.user(_cookie(scope.get("headers", []), SESSION_COOKIE))
+        except StoreUnavailable as err:
+            return await self._refuse(scope, send_with_headers, 503, str(err), retry_after=2, redirect=False)
         if user is None:
             return await self._refuse(scope, send_with_headers, 401, "login required")
         if not user.is_admin and path.startswith(ADMIN_ONLY_PREFIXES):
@@ -194,7 +203,10 @@ class SessionGate:
         """A JSON API request: a bearer token or nothing (the page's cookie alone never gets in)."""
         if scope["type"] != "http" or self.api is None:
             return await self._refuse(scope, send, 404, "no such route")
-        got = await self.api.check(scope.get("headers", []), self.sessions.store.accounts.changes)
+        try:
+            got = await self.api.check(scope.get("headers", []), self.sessions.store.accounts.changes)
+        except StoreUnavailable as err:
+            return await self._refuse(scope, send, 503, str(err), retry_after=2, redirect=False)
         if isinstance(got, Refusal):
             return await self._refuse(scope, send, got.status, got.message, got.retry_after, redirect=False)
         if scope.get("method") in ("POST", "PUT", "PATCH"):
@@ -274,10 +286,13 @@ def build_app(store: LabelStore, export_dir: Path, guidelines: str | None = None
         client = request.client.host if request.client else "?"
         try:
             user = store.accounts.login(username.strip(), password, client)
+            session = store.accounts.new_session(user)
         except LoginRefused as err:
             return login_page(str(err), 429 if err.rate_limited else 401)
+        except StoreUnavailable as err:
+            return login_page(str(err), 503)
         resp = RedirectResponse("/", status_code=303)
-        resp.set_cookie(SESSION_COOKIE, store.accounts.new_session(user), httponly=True, samesite="lax",
+        resp.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="lax",
                         secure=secure_cookies, path="/", max_age=int(store.accounts.session_ttl.total_seconds()))
         resp.delete_cookie(CSRF_COOKIE, path="/login")
         return resp
@@ -286,8 +301,11 @@ def build_app(store: LabelStore, export_dir: Path, guidelines: str | None = None
     @app.post("/logout")
     def logout(request: Request):
         token = request.cookies.get(SESSION_COOKIE)
-        store.accounts.end_session(token)
         sessions.forget(token)
+        try:
+            store.accounts.end_session(token)
+        except StoreUnavailable:  # the cookie still goes; the stored session ends by its expiry
+            pass
         resp = RedirectResponse("/login", status_code=303)
         resp.delete_cookie(SESSION_COOKIE, path="/")
         return resp

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import anyio
 
 from labeling_ui.accounts import ReviewerInfo
+from labeling_ui.tasks import StoreUnavailable
 
 API_PREFIX = "/api/v1"
 DOCS_PATHS = (f"{API_PREFIX}/docs", f"{API_PREFIX}/openapi.json", f"{API_PREFIX}/static/")
@@ -85,7 +86,12 @@ class ApiGate:
         hit = self._hits.get(token)
         if hit and hit[0] > time.monotonic():
             return hit[1]
-        user = await anyio.to_thread.run_sync(self.tokens.user, token)
+        try:
+            user = await anyio.to_thread.run_sync(self.tokens.user, token)
+        except StoreUnavailable:
+            if hit:  # the database is down: the route then answers 503 "try again" itself
+                return hit[1]
+            raise
         if len(self._hits) > 100_000:
             self._hits.clear()
         self._hits[token] = (time.monotonic() + CACHE_SECONDS, user)

@@ -25,15 +25,9 @@ from swagger_ui_bundle import swagger_ui_path
 from labeling_ui.accounts import ReviewerInfo
 from labeling_ui.api.gate import API_PREFIX
 from labeling_ui.store import LabelStore
-from labeling_ui.tasks import MAX_COMMENT_CHARS, MAX_DEMONSTRATION_CHARS, Progress, SubmitError, Task, Turn, \
-    UnknownReviewer
+from labeling_ui.tasks import (MAX_COMMENT_CHARS, MAX_DEMONSTRATION_CHARS, Progress, StoreUnavailable, SubmitError,
+                               Task, Turn, UnknownReviewer)
 from ranktune.errors import InputError
-
-try:  # the "database is down" error (labeling_ui/db.py); older stores raise their driver's error instead
-    from labeling_ui.tasks import StoreUnavailable
-except ImportError:  # pragma: no cover
-    class StoreUnavailable(Exception):
-        pass
 
 EXPORT_FILES = ("rankings.jsonl", "pairs.jsonl", "consensus.jsonl", "ratings.jsonl", "demonstrations.jsonl",
                 "comments.jsonl", "flagged.jsonl", "arena_pairs.jsonl", "reviewers.json", "summary.json")
@@ -183,8 +177,11 @@ def build_api(store: LabelStore, export_dir: Path) -> FastAPI:
         return error(err.status_code, str(err.detail))
 
     @api.exception_handler(StoreUnavailable)
-    async def store_down(_request, err):
-        return error(503, str(err), retry=True)
+    async def store_down(_request, err: StoreUnavailable):
+        # maybe_saved: the answer's COMMIT was cut off; sending the same token again settles it either way
+        resp = error(503, str(err), retry=True, maybe_saved=err.maybe_saved)
+        resp.headers["retry-after"] = "1"
+        return resp
 
     @api.exception_handler(UnknownReviewer)
     async def gone(_request, err):
