@@ -25,6 +25,7 @@ from ranktune.errors import InputError, exit_on_input_error
 from ranktune.remote_scoring import TOKEN_ENV, read_token
 
 FIELDS = ("prompts", "answers", "ended", "raw")
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")  # uvicorn's
 
 
 @dataclass
@@ -224,6 +225,8 @@ def check_settings(args: ServeArguments) -> Path:
         raise InputError("must be between 0 and 65535", field="port")
     if args.max_length is not None and args.max_length < 1:
         raise InputError("must be at least 1", field="max_length")
+    if args.log_level not in LOG_LEVELS:
+        raise InputError(f"must be one of {', '.join(LOG_LEVELS)}", field="log_level")
     return folder
 
 
