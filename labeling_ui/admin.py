@@ -13,6 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from labeling_ui import stats, who
+from labeling_ui.api.admin_tab import build_tokens_admin
 from labeling_ui.export import export
 from labeling_ui.reliability import assess
 from labeling_ui.schema import APPROVED, CLEARED, CONFIRMED, REJECTED
@@ -124,6 +125,8 @@ def build_admin(store: LabelStore, export_dir: Path, arena=None):
             export_btn = gr.Button("Export rankings", variant="primary", elem_id="export-btn")
             export_msg = gr.Markdown("", elem_id="export-msg")
             export_files = gr.File(label="Exported files", file_count="multiple", interactive=False)
+        with gr.Tab("API tokens", id="admin-tokens") as tokens_tab:
+            tokens_view, tokens_outputs = build_tokens_admin(store)
         if arena is not None:
             from labeling_ui.arena.admin import build_arena_admin
 
@@ -267,6 +270,8 @@ def build_admin(store: LabelStore, export_dir: Path, arena=None):
         button.click(fn, [account], [accounts, audit, account_msg], api_name=fn.__name__, **PRIVATE)
     export_btn.click(do_export, [include_flagged, exclude_disabled, min_reliability], [export_msg, export_files],
                      api_name="admin_export", api_visibility="undocumented")
+    refresh.click(tokens_view, None, tokens_outputs, api_name="admin_tokens_view", **PRIVATE)
+    tokens_tab.select(tokens_view, None, tokens_outputs, **PRIVATE)
     if arena is not None:
         refresh.click(arena_view, None, arena_outputs, api_name="admin_arena_view", **PRIVATE)
         arena_tab.select(arena_view, None, arena_outputs, **PRIVATE)

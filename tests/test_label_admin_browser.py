@@ -182,3 +182,32 @@ def test_a_disabled_reviewers_open_page_is_refused_on_its_next_click(tmp_path, b
         assert store.rankings() == [] and "Saved" not in page.inner_text("#status")
         page.goto(base + "/")
         assert page.url == base + "/login"  # and the session is gone
+
+
+def test_an_admin_makes_and_revokes_an_api_token_in_the_admin_tab(tmp_path, browser):
+    from labeling_ui.api.admin_tab import TOKEN_COLUMNS
+    from labeling_ui.client import ApiError, LabelClient
+
+    with served(tmp_path, [("Name a fruit.", ["Apple.", "Rock."])]) as (base, store):
+        admin = open_admin(browser, base, "API tokens")
+        admin.fill("#token-account textarea, #token-account input", "kim")
+        admin.fill("#token-label textarea, #token-label input", "notebook <b>x</b>")
+        admin.click("#token-create")
+        admin.wait_for_selector("#token-new textarea, #token-new input")
+        token = admin.locator("#token-new textarea, #token-new input").first.input_value()
+        assert token.startswith("rt_")
+        admin.wait_for_selector("#token-msg :text('made for')")
+        rows = table_rows(admin, "#token-table", TOKEN_COLUMNS)
+        assert rows[0]["account"] == "kim" and rows[0]["state"] == "live" and token not in str(rows)
+        assert rows[0]["label"] == "notebook <b>x</b>"  # a label is text, not markup
+        admin.screenshot(path=str(tmp_path / "tokens.png"))
+        with LabelClient(base, token, retries=0) as kim:
+            assert kim.me() == {"name": "kim", "admin": False}
+            admin.fill("#token-id input", rows[0]["id"])
+            admin.click("#token-revoke")
+            admin.wait_for_selector("#token-msg :text('revoked')")
+            with pytest.raises(ApiError) as err:
+                kim.me()
+            assert err.value.status == 401
+        assert [e["action"] for e in store.audit_log()[:2]] == ["revoke-token", "create-token"]
+        admin.context.close()
