@@ -33,6 +33,7 @@ import json
 import os
 import random
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -173,12 +174,15 @@ def submit_data(ticket: str | None, ranks: list[int]) -> list:
 class ReviewerLog:
     name: str
     latencies: list[float] = field(default_factory=list)  # one single submit, join to result (no think time)
+    sent_at: list[float] = field(default_factory=list)  # --client api: when each timed submit left (perf_counter)
     thought_s: float = 0.0  # time spent "reading" before submits (--think_seconds)
     saved: int = 0  # "Saved." answers: each a new row
     already: int = 0  # "Already saved." answers: no new row
     double_clicks: int = 0
     items: list[int] = field(default_factory=list)
     error: str | None = None
+    saved_after_retry: int = 0  # --client api: stored by a try whose answer the outage lost ("Already saved" after)
+    outage_refusals: int = 0  # --client api: answers "try again" (503) or no answer at all, each retried
 
 
 def review(base: str, log: ReviewerLog, double_click_every: int, max_submits: int, deadline: float,
@@ -222,7 +226,11 @@ def review(base: str, log: ReviewerLog, double_click_every: int, max_submits: in
 
 # ---- seeding and checking the store ------------------------------------------------------------
 
-def seed(url: str, items: int, reviewers: int, overlap: int) -> list[str]:
+def seed(url: str, items: int, reviewers: int, overlap: int, login: bool = True) -> list[str]:
+    """Items and reviewer accounts. All accounts share one password hash (one scrypt, not one per
+    reviewer: a thousand would take a minute); the API client never logs in (`login` False)."""
+    from labeling_ui.accounts import hash_password
+    from labeling_ui.schema import Reviewer
     from labeling_ui.store import LabelStore
 
     store = LabelStore(url, overlap=overlap)
@@ -231,8 +239,10 @@ def seed(url: str, items: int, reviewers: int, overlap: int) -> list[str]:
             store.add_item(f"load prompt {i}: explain item {i}", [f"answer {i}.{j} " * 5 for j in range(K)],
                            [True] * K, "load-policy", 1)
         names = [f"rev{i:03d}" for i in range(reviewers)]
-        for name in names:
-            store.accounts.add(name, PASSWORD)
+        hashed = hash_password(PASSWORD)
+        with store.db.write() as s:
+            s.add_all(Reviewer(name=n, password_hash=hashed, is_admin=False, disabled=False, created_at=store.clock())
+                      for n in names)
     finally:
         store.close()
     return names
@@ -275,8 +285,9 @@ def check_store(url: str, items: int, overlap: int, logs: list[ReviewerLog]) -> 
         if n:
             problems.append(f"{n} {what}")
     for log in logs:
-        if rows_by.get(log.name, 0) != log.saved:
-            problems.append(f"{log.name}: told 'Saved.' {log.saved} times, {rows_by.get(log.name, 0)} rows")
+        if rows_by.get(log.name, 0) != log.saved + log.saved_after_retry:
+            problems.append(f"{log.name}: told 'Saved.' {log.saved} times (+{log.saved_after_retry} saved by a try "
+                            f"whose answer was lost), {rows_by.get(log.name, 0)} rows")
     if problems:
         raise AssertionError("store check failed: " + "; ".join(problems))
     return {"rows": total, "items": items, "duplicate_answers": sum(g.already for g in logs)}
@@ -289,22 +300,61 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
-def arena_load():
-    """benchmarks/arena_load.py as a module (its chatters), for --arena_chatters."""
+def api_load():
+    """benchmarks/label_load_api.py as a module (the JSON-API reviewer), for --client api."""
+    return _sibling("label_load_api")
+
+
+def restart_later(pg, start: float, at_s: float, down_s: float, threads: list[threading.Thread]) -> dict:
+    """Restart PostgreSQL `at_s` seconds after `start` (in a thread) unless the reviewers are done by then."""
+    if pg is None:
+        raise ValueError("--restart_db_at needs --db postgres")
+    figures: dict = {"at_s": at_s, "down_s": down_s}
+
+    def run():
+        while time.perf_counter() - start < at_s:
+            if not any(t.is_alive() for t in threads):
+                figures["skipped"] = "the reviewers were done before it"
+                return
+            time.sleep(0.1)
+        t0 = time.perf_counter()
+        pg.stop("fast")
+        figures["stopped_at_s"] = round(t0 - start, 2)
+        time.sleep(down_s)
+        pg.start()
+        figures["back_at_s"] = round(time.perf_counter() - start, 2)
+
+    figures["thread"] = threading.Thread(target=run, daemon=True)
+    figures["thread"].start()
+    return figures
+
+
+def _sibling(name: str):
     import importlib.util
 
-    module = sys.modules.get("arena_load")
+    module = sys.modules.get(name)
     if module is None:
-        spec = importlib.util.spec_from_file_location("arena_load", Path(__file__).resolve().parent / "arena_load.py")
-        module = sys.modules.setdefault("arena_load", importlib.util.module_from_spec(spec))
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / f"{name}.py")
+        module = sys.modules.setdefault(name, importlib.util.module_from_spec(spec))
         spec.loader.exec_module(module)
     return module
 
 
+def arena_load():
+    """benchmarks/arena_load.py as a module (its chatters), for --arena_chatters."""
+    return _sibling("arena_load")
+
+
 def load_run(db_url: str, workdir: Path, reviewers: int, rankings: int, overlap: int = 2,
              double_click_every: int = 25, time_limit_s: float = 1800, think_seconds: float = 0.0,
-             arena_chatters: int = 0, arena_models: list[str] | None = None, arena_max_new_tokens: int = 48) -> dict:
+             arena_chatters: int = 0, arena_models: list[str] | None = None, arena_max_new_tokens: int = 48,
+             client: str = "page", pg=None, restart_db_at: float | None = None, restart_down_s: float = 3.0,
+             serve_args: list[str] | None = None, ramp_s: float = 0.0) -> dict:
     """Seed, serve, drive, stop, check. Returns the figures; raises AssertionError on a bad store.
+
+    `client` "api": reviewers use the JSON API (benchmarks/label_load_api.py) instead of the page.
+    `restart_db_at` (PostgreSQL, `pg` its ThrowawayPostgres): that many seconds into the run the
+    database server is stopped, kept down `restart_down_s` and started again.
 
     `arena_chatters` > 0: the app also serves the Arena (`arena_models`, default the bundled model
     under two names), warmed up with one untimed turn, and that many chatters (arena_load.chat) keep
@@ -313,7 +363,8 @@ def load_run(db_url: str, workdir: Path, reviewers: int, rankings: int, overlap:
         raise ValueError(f"--rankings must be a multiple of the overlap ({overlap})")
     items = rankings // overlap
     t0 = time.perf_counter()
-    names = seed(db_url, items, reviewers, overlap)
+    names = seed(db_url, items, reviewers, overlap, login=client == "page")
+    tokens = api_load().seed_tokens(db_url, names) if client == "api" else {}
     seeded_s = time.perf_counter() - t0
     extra, arena, chatter_names = None, None, []
     if arena_chatters > 0:
@@ -327,7 +378,7 @@ def load_run(db_url: str, workdir: Path, reviewers: int, rankings: int, overlap:
         finally:
             store.close()
         extra = arena.serve_args(arena_models or arena.DEFAULT_MODELS, arena_max_new_tokens)
-    app = start_app(db_url, workdir, extra_args=extra)
+    app = start_app(db_url, workdir, extra_args=[*(extra or []), *(serve_args or [])])
     logs = [ReviewerLog(n) for n in names]
     chat_logs, chat_threads, chat_stop, chat_s = [], [], threading.Event(), None
     try:
@@ -338,14 +389,24 @@ def load_run(db_url: str, workdir: Path, reviewers: int, rankings: int, overlap:
                                                          chat_stop, conversations=10**6)  # until chat_stop
             chat_t0 = time.perf_counter()
         deadline = time.monotonic() + time_limit_s
-        threads = [threading.Thread(target=review, args=(app.base, log, double_click_every, rankings + 10, deadline,
-                                                         think_seconds), daemon=True) for log in logs]
+        if client == "api":
+            threads = [threading.Thread(target=api_load().review_api, args=(
+                app.base, tokens[log.name], log, double_click_every, rankings + 10, deadline, think_seconds, ramp_s),
+                daemon=True) for log in logs]
+        else:
+            threads = [threading.Thread(target=review, args=(app.base, log, double_click_every, rankings + 10,
+                                                             deadline, think_seconds), daemon=True) for log in logs]
         start = time.perf_counter()
         for t in threads:
             t.start()
+        outage = None
+        if restart_db_at is not None:
+            outage = restart_later(pg, start, restart_db_at, restart_down_s, threads)
         for t in threads:
             t.join(timeout=max(1.0, deadline - time.monotonic() + 60))
         wall = time.perf_counter() - start
+        if outage is not None:
+            outage["thread"].join(timeout=120)
         if arena is not None:
             busy = [g.name for g in chat_logs if g.error is None and not g.turns]
             chat_stop.set()  # each chatter ends after the turn it is in
@@ -362,16 +423,23 @@ def load_run(db_url: str, workdir: Path, reviewers: int, rankings: int, overlap:
         raise AssertionError(f"{len(errors)} reviewers failed, e.g. {errors[:3]}; app log tail:\n{tail}")
     checked = check_store(db_url, items, overlap, logs)
     lat = [x for g in logs for x in g.latencies]
-    extra_figures = {}
+    extra_figures = {"client": client}
+    slow = sorted(round(t - start, 1) for g in logs for t, x in zip(g.sent_at, g.latencies) if x > 0.15)
+    if slow:  # when the slow submits happened: a burst at one moment and a steady share are different problems
+        extra_figures["over_150ms_sent_at_s"] = slow[:200]
+    if outage is not None:
+        extra_figures["restart"] = {k: v for k, v in outage.items() if k != "thread"} | {
+            "refused_during_outage": sum(g.outage_refusals for g in logs),
+            "saved_after_retry": sum(g.saved_after_retry for g in logs)}
     if arena is not None:
         arena.engine_figures(db_url, chat_logs)
-        extra_figures = {"arena_chatters": arena_chatters, "arena": {
+        extra_figures |= {"arena_chatters": arena_chatters, "arena": {
             **arena.summarize(chat_logs, chat_s), "models": arena_models or arena.DEFAULT_MODELS,
             "max_new_tokens": arena_max_new_tokens, "chatters_with_no_turn_by_ranking_end": busy}}
     return {**checked, **extra_figures, "reviewers": reviewers, "overlap": overlap, "seed_s": round(seeded_s, 1),
             "wall_s": round(wall, 1), "rankings_per_s": round(checked["rows"] / wall, 1),
             "submits_timed": len(lat), "double_clicks": sum(g.double_clicks for g in logs),
-            "think_seconds": think_seconds, "thought_s": round(sum(g.thought_s for g in logs), 1),
+            "think_seconds": think_seconds, "ramp_s": ramp_s, "thought_s": round(sum(g.thought_s for g in logs), 1),
             "p50_ms": round(1000 * percentile(lat, 50), 1), "p95_ms": round(1000 * percentile(lat, 95), 1),
             "p99_ms": round(1000 * percentile(lat, 99), 1), "max_ms": round(1000 * max(lat), 1)}
 
@@ -393,6 +461,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arena_models", nargs="+", default=None,
                         help="with --arena_chatters: the arena's models, NAME=PATH (default: smollm2-135m twice)")
     parser.add_argument("--arena_max_new_tokens", type=int, default=48)
+    parser.add_argument("--client", choices=("page", "api"), default="page",
+                        help="page: reviewers drive the web page (Gradio's queue); api: the JSON API (/api/v1)")
+    parser.add_argument("--restart_db_at", type=float, default=None,
+                        help="--db postgres: stop the database server this many seconds into the run and start it "
+                             "again after --restart_down_s")
+    parser.add_argument("--restart_down_s", type=float, default=3.0)
+    parser.add_argument("--ramp_s", type=float, default=0.0,
+                        help="--client api: each reviewer starts at a random moment within this many seconds")
+    parser.add_argument("--serve_args", default="",
+                        help="more settings for `python -m labeling_ui serve`, one string: "
+                             "--serve_args='--api_rate_per_second 0'")
     a = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the app and PostgreSQL on a kill
     from labeling_ui.db import sqlite_url
@@ -400,9 +479,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ranktune-load-") as tmp:
         workdir = Path(tmp)
         with contextlib.ExitStack() as stack:
-            url = stack.enter_context(throwaway_postgres()) if a.db == "postgres" else sqlite_url(workdir / "l.db")
+            pg = stack.enter_context(ThrowawayPostgres(max_connections=300)) if a.db == "postgres" else None
+            url = pg.url if pg else sqlite_url(workdir / "l.db")
             r = load_run(url, workdir, a.reviewers, a.rankings, a.overlap, a.double_click_every, a.time_limit_s,
-                         a.think_seconds, a.arena_chatters, a.arena_models, a.arena_max_new_tokens)
+                         a.think_seconds, a.arena_chatters, a.arena_models, a.arena_max_new_tokens, a.client, pg,
+                         a.restart_db_at, a.restart_down_s, shlex.split(a.serve_args), a.ramp_s)
     print(f"{a.db}: {r['reviewers']} reviewers, {r['rows']} rankings on {r['items']} items (overlap {r['overlap']}), "
           f"{r['double_clicks']} double clicks ({r['duplicate_answers']} answered 'Already saved'): store exact "
           f"(no row lost or duplicated)")
@@ -413,6 +494,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"think time: mean {a.think_seconds} s before each submit, {r['thought_s']} s in all reviewers")
     if a.arena_chatters:
         print("while " + arena_load().line(r["arena"]).lstrip())
+    if "restart" in r:
+        o = r["restart"]
+        when = o.get("skipped") or f"down from {o.get('stopped_at_s')} s to {o.get('back_at_s')} s into the run"
+        print(f"database restart: {when}; {o['refused_during_outage']} submits answered 'try again' (each sent "
+              f"again with its token), {o['saved_after_retry']} stored by a try whose answer was lost")
     print(json.dumps({"db": a.db, **r}))
     return 0
 
