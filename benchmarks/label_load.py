@@ -286,8 +286,8 @@ def check_store(url: str, items: int, overlap: int, logs: list[ReviewerLog]) -> 
             problems.append(f"{n} {what}")
     for log in logs:
         if rows_by.get(log.name, 0) != log.saved + log.saved_after_retry:
-            problems.append(f"{log.name}: told 'Saved.' {log.saved} times (+{log.saved_after_retry} saved by a try "
-                            f"whose answer was lost), {rows_by.get(log.name, 0)} rows")
+            lost = f" and {log.saved_after_retry} saved by a try whose answer was lost" if log.saved_after_retry else ""
+            problems.append(f"{log.name}: told 'Saved.' {log.saved} times{lost}, {rows_by.get(log.name, 0)} rows")
     if problems:
         raise AssertionError("store check failed: " + "; ".join(problems))
     return {"rows": total, "items": items, "duplicate_answers": sum(g.already for g in logs)}

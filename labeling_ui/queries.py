@@ -58,8 +58,9 @@ class ClickSQL:
         self.mine = select(A.c.id, A.c.item_id, A.c.expires_at).join(I, I.c.id == A.c.item_id) \
             .where(A.c.reviewer_id == me, A.c.status == OPEN, in_round) \
             .order_by(A.c.claimed_at.desc(), A.c.id.desc())
-        self.free_items = select(I.c.id).where(held < overlap, ~closed_by_me, in_round, servable) \
-            .order_by(I.c.id).limit(50)
+        # done_count < overlap is implied by held < overlap; said first, it lets the index skip finished items.
+        self.free_items = select(I.c.id).where(I.c.done_count < overlap, held < overlap, ~closed_by_me, in_round,
+                                               servable).order_by(I.c.id).limit(50)
         # Gold: every reviewer may get each gold item once, whatever its round and however many had it.
         self.free_gold = select(I.c.id).join(G, G.c.item_id == I.c.id) \
             .where(~exists().where(A.c.item_id == I.c.id, A.c.reviewer_id == me), ~held_for_review(I.c.id)) \
@@ -91,5 +92,13 @@ class ClickSQL:
         self.my_today = select(func.count()).select_from(RK).where(
             RK.c.reviewer_id == me, RK.c.withdrawn_at.is_(None), RK.c.skipped.is_(False),
             RK.c.created_at >= bindparam("since", type_=DateTime()))
-        self.remaining = select(func.count()).select_from(I).where(~closed_by_me, or_(held < overlap, open_by_me),
-                                                                   in_round, servable)
+        # Items this reviewer may still get: ones with a free slot (found through done_count's index, as
+        # above), plus the ones they hold a claim on that are otherwise full (few: found from their claims).
+        free = select(func.count()).select_from(I).where(I.c.done_count < overlap, held < overlap, ~closed_by_me,
+                                                         in_round, servable).scalar_subquery()
+        mine_full = select(func.count()).select_from(A.join(I, I.c.id == A.c.item_id)).where(
+            A.c.reviewer_id == me, A.c.status == OPEN, A.c.expires_at > now, held >= overlap, in_round,
+            servable).scalar_subquery()
+        self.remaining = select(free + mine_full)
+        self.count_done = update(I).where(I.c.id == bindparam("item")).values(
+            done_count=I.c.done_count + bindparam("change"))

@@ -195,6 +195,7 @@ class LabelStore(StoreReads, StoreReviews):
                     token = f"{self.IMPORT_TOKEN_PREFIX}{fmt}-{secrets.token_hex(12)}"
                     self._insert_submission(s, a.id, item_id, me, now, list(label.ranks), label.response, shown,
                                             False, token)
+                    s.execute(self.sql.count_done, {"item": item_id, "change": 1})
                     stats["rankings"] += 1
             self._audit(s, actor, "import", source, format=fmt, round=round, question=question,
                         items=stats["items"], rankings=stats["rankings"], already_in_round=stats["already_in_round"],
@@ -363,6 +364,8 @@ class LabelStore(StoreReads, StoreReviews):
         uid = self._insert_submission(s, a.id, a.item_id, me, now, ranks, response, shown, skip, token, flags,
                                       comment, demonstration, (now - a.claimed_at).total_seconds())
         s.execute(q.set_assignment, {"aid": a.id, "status": SKIPPED if skip else DONE, "closed_at": now})
+        if not skip:
+            s.execute(q.count_done, {"item": a.item_id, "change": 1})
         return Submitted(uid, duplicate=False, skipped=skip)
 
     def _insert_submission(self, s: Session, assignment_id: int, item_id: int, me: int, now: datetime,
@@ -400,6 +403,8 @@ class LabelStore(StoreReads, StoreReviews):
                 return None
             last.withdrawn_at = now
             a = last.assignment
+            if a.status == DONE:
+                s.execute(self.sql.count_done, {"item": a.item_id, "change": -1})
             a.status, a.claimed_at, a.expires_at, a.closed_at = OPEN, now, now + self.claim_timeout, None
             previous = Previous(last.ranks, last.skipped, sorted(f.kind for f in last.flags),
                                 "\n".join(c.text for c in last.comments),
