@@ -243,6 +243,9 @@ def seed(url: str, items: int, reviewers: int, overlap: int, login: bool = True)
         with store.db.write() as s:
             s.add_all(Reviewer(name=n, password_hash=hashed, is_admin=False, disabled=False, created_at=store.clock())
                       for n in names)
+        if not store.db.is_sqlite:  # after a bulk load, as PostgreSQL's docs advise: the planner needs the sizes
+            with store.db.write_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+                c.exec_driver_sql("ANALYZE")
     finally:
         store.close()
     return names

@@ -66,7 +66,15 @@ class ClickSQL:
             .where(~exists().where(A.c.item_id == I.c.id, A.c.reviewer_id == me), ~held_for_review(I.c.id)) \
             .order_by(I.c.id).limit(1)
         self.my_claims = select(func.count()).select_from(A).where(A.c.reviewer_id == me)
-        self.lock_item = select(I.c.id).where(I.c.id == bindparam("item")).with_for_update()
+        # FOR NO KEY UPDATE (key_share), not FOR UPDATE: the rows these lock are only ever updated, never
+        # re-keyed, and FOR UPDATE would also block every insert whose foreign key points at the row
+        # (a ranking at its assignment, a claim at its item) until the locking transaction ends.
+        self.lock_item = select(I.c.id).where(I.c.id == bindparam("item")).with_for_update(key_share=True)
+        # A new claim skips an item another claim has locked this instant (PostgreSQL; SQLite has one
+        # writer at a time anyway). Waiting for it made a convoy: every reviewer's search starts at the
+        # same oldest items, so each claim queued behind all the others to find them full, one by one.
+        self.try_lock_item = select(I.c.id).where(I.c.id == bindparam("item")) \
+            .with_for_update(skip_locked=True, key_share=True)
         self.active_slots = select(func.count()).select_from(A).where(A.c.item_id == bindparam("item"), holds_slot)
         self.my_assignment = select(A.c.id, A.c.status, A.c.expires_at).where(A.c.item_id == bindparam("item"),
                                                                              A.c.reviewer_id == me)
@@ -79,7 +87,7 @@ class ClickSQL:
             .order_by(C.c.position)
         # submitting
         self.lock_assignment = select(A.c.id, A.c.item_id, A.c.reviewer_id, A.c.status, A.c.claimed_at, A.c.shown) \
-            .where(A.c.id == bindparam("aid")).with_for_update()
+            .where(A.c.id == bindparam("aid")).with_for_update(key_share=True)
         self.question = select(I.c.question).where(I.c.id == bindparam("item"))
         self.by_token = select(RK.c.uid, RK.c.reviewer_id, RK.c.skipped).where(RK.c.submit_token == bindparam("token"))
         self.answer_count = select(func.count()).select_from(C).where(C.c.item_id == bindparam("item"))

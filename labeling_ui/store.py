@@ -263,30 +263,46 @@ class LabelStore(StoreReads, StoreReviews):
         # gold_rate-th claim while there is real work left, a gold item they have not seen. Counting
         # claims (not rankings) keeps a reviewer from dodging gold by skipping.
         gold_turn = self.gold_rate and (s.execute(q.my_claims, {"me": me}).scalar() + 1) % self.gold_rate == 0
-        for item_id in s.execute(q.free_items, {"me": me, "now": now}).scalars().all():
-            # Lock the item (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers)
-            # and count again: a concurrent claim may have filled it since the query above.
-            s.execute(q.lock_item, {"item": item_id})
-            a = s.execute(q.my_assignment, {"item": item_id, "me": me}).first()
-            if a is not None and a.status == OPEN and a.expires_at > now:
-                # our own other request (a double click) claimed it meanwhile: it is ours
-                s.execute(q.set_assignment, {"aid": a.id, "expires_at": until})
-                return self._task(s, a.id, item_id, until)
-            if s.execute(q.active_slots, {"item": item_id, "now": now}).scalar() >= self.overlap:
+        candidates = s.execute(q.free_items, {"me": me, "now": now}).scalars().all()
+        # Lock the item (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers) and count
+        # again: a concurrent claim may have filled it since the query above. An item another claim
+        # holds locked this instant is passed over (queries.py, try_lock_item); only when every
+        # candidate was, are they waited for, so a busy moment never reads as "nothing left".
+        busy = []
+        for item_id in candidates:
+            if s.execute(q.try_lock_item, {"item": item_id}).first() is None:
+                busy.append(item_id)
                 continue
-            claim = {"status": OPEN, "claimed_at": now, "expires_at": until, "closed_at": None}
-            gold = s.execute(q.free_gold, {"me": me}).scalar() if gold_turn else None
-            if gold is not None:  # never assigned to this reviewer before: a new row
-                aid = s.execute(q.new_assignment, {"item_id": gold, "reviewer_id": me, **claim}).inserted_primary_key[0]
-                return self._task(s, aid, gold, until)
-            if a is None:
-                aid = s.execute(q.new_assignment, {"item_id": item_id, "reviewer_id": me, **claim}) \
-                    .inserted_primary_key[0]
-            else:  # released or expired earlier: the same row is claimed again
-                aid = a.id
-                s.execute(q.set_assignment, {"aid": aid, **claim})
-            return self._task(s, aid, item_id, until)
+            if (task := self._claim_item(s, me, now, until, item_id, gold_turn)) is not None:
+                return task
+        for item_id in busy:
+            s.execute(q.lock_item, {"item": item_id})
+            if (task := self._claim_item(s, me, now, until, item_id, gold_turn)) is not None:
+                return task
         return None
+
+    def _claim_item(self, s: Session, me: int, now: datetime, until: datetime, item_id: int,
+                    gold_turn: bool) -> Task | None:
+        """Claim locked item `item_id` for reviewer `me` (or, on a gold turn, a gold item); None when it is full."""
+        q = self.sql
+        a = s.execute(q.my_assignment, {"item": item_id, "me": me}).first()
+        if a is not None and a.status == OPEN and a.expires_at > now:
+            # our own other request (a double click) claimed it meanwhile: it is ours
+            s.execute(q.set_assignment, {"aid": a.id, "expires_at": until})
+            return self._task(s, a.id, item_id, until)
+        if s.execute(q.active_slots, {"item": item_id, "now": now}).scalar() >= self.overlap:
+            return None
+        claim = {"status": OPEN, "claimed_at": now, "expires_at": until, "closed_at": None}
+        gold = s.execute(q.free_gold, {"me": me}).scalar() if gold_turn else None
+        if gold is not None:  # never assigned to this reviewer before: a new row
+            aid = s.execute(q.new_assignment, {"item_id": gold, "reviewer_id": me, **claim}).inserted_primary_key[0]
+            return self._task(s, aid, gold, until)
+        if a is None:
+            aid = s.execute(q.new_assignment, {"item_id": item_id, "reviewer_id": me, **claim}).inserted_primary_key[0]
+        else:  # released or expired earlier: the same row is claimed again
+            aid = a.id
+            s.execute(q.set_assignment, {"aid": aid, **claim})
+        return self._task(s, aid, item_id, until)
 
     def _task(self, s: Session, assignment_id: int, item_id: int, expires_at: datetime,
               previous: Previous | None = None) -> Task:
