@@ -23,18 +23,17 @@ import json
 import re
 import secrets
 import sys
-import time
 from collections import OrderedDict
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs
 from pathlib import Path
 
-import anyio
 from fastapi import FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from labeling_ui.accounts import LoginRefused, ReviewerInfo
+from labeling_ui.accounts import LoginRefused
 from labeling_ui.api.gate import ApiGate, Refusal, is_api, is_docs
+from labeling_ui.login_cache import LoginCache
 from labeling_ui.store import LabelStore
 from labeling_ui.tasks import StoreUnavailable
 
@@ -45,7 +44,6 @@ ADMIN_ONLY_PREFIXES = ("/gradio_api/file", "/file=", "/file/", "/gradio_api/uplo
                        "/gradio_api/monitoring", "/monitoring", "/gradio_api/dev", "/dev/")
 SECURITY_HEADERS = [(b"x-frame-options", b"DENY"), (b"x-content-type-options", b"nosniff"),
                     (b"referrer-policy", b"same-origin"), (b"content-security-policy", b"frame-ancestors 'none'; img-src 'self' data: blob:")]
-CACHE_SECONDS = 5.0  # a session lookup is cached this long (logout clears it at once)
 HASH_IN_PATH = re.compile(r"^/gradio_api/(?:heartbeat|stream)/([^/]+)")
 MAX_JSON_BODY = 4 * 1024**2  # an event's inputs: rank boxes, a comment, at most a written answer
 
@@ -72,36 +70,9 @@ def _cookie(headers: list[tuple[bytes, bytes]], name: str) -> str | None:
     return None
 
 
-class SessionCache:
-    """Session lookups, cached for a few seconds: the page loads dozens of assets per visit."""
-
-    def __init__(self, store: LabelStore):
-        self.store = store
-        self._hits: dict[str, tuple[float, ReviewerInfo | None]] = {}
-        self._changes = store.accounts.changes
-
-    async def user(self, token: str | None) -> ReviewerInfo | None:
-        if not token:
-            return None
-        if self._changes != self.store.accounts.changes:  # a reviewer was disabled or got a new password
-            self._hits.clear()
-            self._changes = self.store.accounts.changes
-        hit = self._hits.get(token)
-        if hit and hit[0] > time.monotonic():
-            return hit[1]
-        try:
-            user = await anyio.to_thread.run_sync(self.store.accounts.session_user, token)
-        except StoreUnavailable:
-            if hit:  # the database is down: who this was a moment ago lets the page say "try again" itself
-                return hit[1]
-            raise
-        if len(self._hits) > 10_000:
-            self._hits.clear()
-        self._hits[token] = (time.monotonic() + CACHE_SECONDS, user)
-        return user
-
-    def forget(self, token: str | None) -> None:
-        self._hits.pop(token or "", None)
+def session_cache(store: LabelStore) -> LoginCache:
+    """Session lookups (labeling_ui/login_cache.py); logout forgets its cookie at once."""
+    return LoginCache(store.accounts.session_user, lambda: store.accounts.changes, limit=10_000)
 
 
 class PageOwners:
@@ -151,7 +122,7 @@ def _replay(body: bytes, receive):
 class SessionGate:
     """ASGI middleware: no valid session, no access (besides the login page)."""
 
-    def __init__(self, app, sessions: SessionCache, api: ApiGate | None = None):
+    def __init__(self, app, sessions: LoginCache, api: ApiGate | None = None):
         self.app, self.sessions, self.pages, self.api = app, sessions, PageOwners(), api
 
     async def __call__(self, scope, receive, send):
@@ -204,7 +175,7 @@ class SessionGate:
         if scope["type"] != "http" or self.api is None:
             return await self._refuse(scope, send, 404, "no such route")
         try:
-            got = await self.api.check(scope.get("headers", []), self.sessions.store.accounts.changes)
+            got = await self.api.check(scope.get("headers", []))
         except StoreUnavailable as err:
             return await self._refuse(scope, send, 503, str(err), retry_after=2, redirect=False)
         if isinstance(got, Refusal):
@@ -265,7 +236,7 @@ def build_app(store: LabelStore, export_dir: Path, guidelines: str | None = None
     from labeling_ui.app import build_blocks, page_css, page_head
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-    sessions = SessionCache(store)
+    sessions = session_cache(store)
 
     def login_page(error: str = "", status: int = 200) -> HTMLResponse:
         csrf = secrets.token_urlsafe(16)
@@ -321,7 +292,7 @@ def build_app(store: LabelStore, export_dir: Path, guidelines: str | None = None
     app = gr.mount_gradio_app(app, blocks, path="/", auth_dependency=gradio_user, ssr_mode=False,
                               footer_links=[], theme=theme, css=page_css(), head=page_head(),
                               allowed_paths=[str(Path(export_dir).resolve())], run_history=False)
-    api_gate = ApiGate(store.tokens, api_rate_per_second, api_burst)
+    api_gate = ApiGate(store, api_rate_per_second, api_burst)
     app.add_middleware(SessionGate, sessions=sessions, api=api_gate)  # added last = runs first, before every route
     return app
 

@@ -46,3 +46,15 @@ def pg_instance():
 def pg_server(pg_instance):
     """The URL of pg_instance's server."""
     return pg_instance.url
+
+
+@pytest.fixture
+def pg(pg_instance):
+    """pg_instance running, with an empty database; running again afterwards whatever the test did
+    (outage tests stop and restart it)."""
+    from pg_helpers import empty_database
+
+    pg_instance.start()
+    empty_database(pg_instance.url)
+    yield pg_instance
+    pg_instance.start()

@@ -11,10 +11,9 @@ from contextlib import closing
 
 import httpx
 import pytest
-from pg_helpers import empty_database
 from sqlalchemy import func, select
 
-from labeling_ui.api import gate
+from labeling_ui import login_cache
 from labeling_ui.client import ApiError, LabelClient
 from labeling_ui.schema import Ranking
 from labeling_ui.server import build_app
@@ -24,16 +23,8 @@ from labeling_ui.testing import http_login, running_server
 PASSWORD = "correct horse battery"
 
 
-@pytest.fixture
-def pg(pg_instance):
-    pg_instance.start()
-    empty_database(pg_instance.url)
-    yield pg_instance
-    pg_instance.start()
-
-
 def test_the_api_and_the_login_page_say_try_again_while_the_database_is_down(pg, tmp_path, monkeypatch):
-    monkeypatch.setattr(gate, "CACHE_SECONDS", 0.0)  # every request looks its token up: the worst case
+    monkeypatch.setattr(login_cache, "CACHE_SECONDS", 0.0)  # every request looks its token up: the worst case
     store = LabelStore(pg.url, overlap=1)
     for i in range(4):
         store.add_item(f"prompt {i}", ["a", "b", "c"], [True] * 3, "pol", 1)

@@ -19,7 +19,6 @@ import time
 from collections import Counter
 
 import pytest
-from pg_helpers import empty_database
 from sqlalchemy import event, func, select, text
 
 from labeling_ui.schema import Meta, Ranking
@@ -30,15 +29,6 @@ from labeling_ui.testing import submit_inputs
 PASSWORD = "correct horse battery"
 K = 4
 UNREACHABLE = r"cannot be reached right now .*Try again in a moment"
-
-
-@pytest.fixture
-def pg(pg_instance):
-    """The module's server, running, with an empty database; running again afterwards whatever the test did."""
-    pg_instance.start()
-    empty_database(pg_instance.url)
-    yield pg_instance
-    pg_instance.start()
 
 
 def seeded(url: str, items: int = 6, reviewers=("ann", "ben")) -> LabelStore:

@@ -13,14 +13,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import anyio
-
 from labeling_ui.accounts import ReviewerInfo
-from labeling_ui.tasks import StoreUnavailable
+from labeling_ui.login_cache import LoginCache
 
 API_PREFIX = "/api/v1"
 DOCS_PATHS = (f"{API_PREFIX}/docs", f"{API_PREFIX}/openapi.json", f"{API_PREFIX}/static/")
-CACHE_SECONDS = 5.0  # a token lookup is cached this long (a revoke in this process clears it at once)
 
 
 def is_api(path: str) -> bool:
@@ -70,39 +67,18 @@ class Refusal:
 
 
 class ApiGate:
-    def __init__(self, tokens, rate_per_second: float = 20.0, burst: float = 40.0):
-        self.tokens = tokens
+    def __init__(self, store, rate_per_second: float = 20.0, burst: float = 40.0):
         self.buckets = TokenBucket(rate_per_second, burst)
-        self._hits: dict[str, tuple[float, ReviewerInfo | None]] = {}
-        self._changes: tuple | None = None
+        # dropped at a revoke, a disabled account or a new password (labeling_ui/login_cache.py)
+        self.tokens = LoginCache(store.tokens.user, lambda: (store.tokens.changes, store.accounts.changes),
+                                 limit=100_000)
 
-    async def user(self, token: str | None, account_changes: int) -> ReviewerInfo | None:
-        if not token:
-            return None
-        stamp = (self.tokens.changes, account_changes)  # a revoke, a disabled account or a new password
-        if self._changes != stamp:
-            self._hits.clear()
-            self._changes = stamp
-        hit = self._hits.get(token)
-        if hit and hit[0] > time.monotonic():
-            return hit[1]
-        try:
-            user = await anyio.to_thread.run_sync(self.tokens.user, token)
-        except StoreUnavailable:
-            if hit:  # the database is down: the route then answers 503 "try again" itself
-                return hit[1]
-            raise
-        if len(self._hits) > 100_000:
-            self._hits.clear()
-        self._hits[token] = (time.monotonic() + CACHE_SECONDS, user)
-        return user
-
-    async def check(self, headers: list[tuple[bytes, bytes]], account_changes: int) -> ReviewerInfo | Refusal:
+    async def check(self, headers: list[tuple[bytes, bytes]]) -> ReviewerInfo | Refusal:
         token = bearer(headers)
         if not token:
             return Refusal(401, "API token required: send 'Authorization: Bearer <token>' (python -m labeling_ui "
                                 "create-token NAME makes one)")
-        user = await self.user(token, account_changes)
+        user = await self.tokens.user(token)
         if user is None:
             return Refusal(401, "this API token is unknown, revoked, or its account is disabled")
         wait = self.buckets.take(token)
