@@ -135,7 +135,8 @@ def build_blocks(store: LabelStore, export_dir: Path, guidelines: str | None = N
 
         def view(task: Task | None, p: Progress, message: str = "", kind: str = "ok") -> list:
             """The page's outputs for `task` (None: nothing left for this reviewer)."""
-            line = f"**{p.done} of {p.total} done** · {p.today} today" + (f" · {p.skipped} skipped" if p.skipped else "")
+            line = (f"**{p.done} done** · {p.remaining}+ left" if p.more else f"**{p.done} of {p.total} done**") \
+                + f" · {p.today} today" + (f" · {p.skipped} skipped" if p.skipped else "")
             if task is None:
                 return ["", line, prompt_html(None), "", [], "", "", gr.update(interactive=False),
                         status_html(kind, message)]

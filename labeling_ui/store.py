@@ -58,6 +58,8 @@ __all__ = ["LabelStore", "SubmitError", "UnknownReviewer", "Task", "Answer", "Pr
 
 
 class LabelStore(StoreReads, StoreReviews):
+    COUNT_UP_TO = 100  # a click's progress counts this many items left at most ("100+ left")
+
     def __init__(self, url: str, overlap: int = 2, claim_timeout_s: float = 1800, round: int | None = None,
                  clock: Callable[[], datetime] = utcnow, gold_rate: int = 0, shuffle: bool = True,
                  **account_settings):
@@ -72,7 +74,7 @@ class LabelStore(StoreReads, StoreReviews):
         # for every reviewer instead of the same way for all (where it would look like agreement).
         self.shuffle = shuffle
         self.clock = clock
-        self.sql = ClickSQL(overlap, round)
+        self.sql = ClickSQL(overlap, round, advisory_locks=not self.db.is_sqlite, count_up_to=self.COUNT_UP_TO)
         self.accounts = Accounts(self.db, clock, **account_settings)
         self.tokens = ApiTokens(self.db, clock)
 
@@ -264,13 +266,12 @@ class LabelStore(StoreReads, StoreReviews):
         # claims (not rankings) keeps a reviewer from dodging gold by skipping.
         gold_turn = self.gold_rate and (s.execute(q.my_claims, {"me": me}).scalar() + 1) % self.gold_rate == 0
         candidates = s.execute(q.free_items, {"me": me, "now": now}).scalars().all()
-        # Lock the item (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers) and count
-        # again: a concurrent claim may have filled it since the query above. An item another claim
-        # holds locked this instant is passed over (queries.py, try_lock_item); only when every
-        # candidate was, are they waited for, so a busy moment never reads as "nothing left".
+        # Take the item's claim lock (queries.py) and count again: a concurrent claim may have filled it
+        # since the query above. An item another claim holds this instant is passed over; only when
+        # every candidate was, are they waited for, so a busy moment never reads as "nothing left".
         busy = []
         for item_id in candidates:
-            if s.execute(q.try_lock_item, {"item": item_id}).first() is None:
+            if not s.execute(q.try_lock_item, {"item": item_id}).scalar():
                 busy.append(item_id)
                 continue
             if (task := self._claim_item(s, me, now, until, item_id, gold_turn)) is not None:
@@ -430,16 +431,23 @@ class LabelStore(StoreReads, StoreReviews):
 
         return self.db.retry(reopen)
 
-    def progress(self, reviewer: str) -> Progress:
+    def progress(self, reviewer: str, exact: bool = True) -> Progress:
         with self.db.read() as s:
-            return self._progress(s, self._reviewer_id(s, reviewer), self.clock())
+            return self._progress(s, self._reviewer_id(s, reviewer), self.clock(), exact)
 
-    def _progress(self, s: Session, me: int, now: datetime) -> Progress:
+    def _progress(self, s: Session, me: int, now: datetime, exact: bool = False) -> Progress:
+        """Exact, or (a click's) with `remaining` counted up to COUNT_UP_TO and `more` set beyond it."""
         counts = {bool(skipped): n for skipped, n in s.execute(self.sql.my_counts, {"me": me})}
-        remaining = s.execute(self.sql.remaining, {"me": me, "now": now}).scalar()
+        more = False
+        if exact:
+            remaining = s.execute(self.sql.remaining, {"me": me, "now": now}).scalar()
+        else:
+            free, mine_full = s.execute(self.sql.remaining_up_to, {"me": me, "now": now}).one()
+            more = free > self.COUNT_UP_TO
+            remaining = self.COUNT_UP_TO if more else free + mine_full
         since = now.replace(hour=0, minute=0, second=0, microsecond=0)
         today = s.execute(self.sql.my_today, {"me": me, "since": since}).scalar()
-        return Progress(counts.get(False, 0), counts.get(True, 0), remaining, today)
+        return Progress(counts.get(False, 0), counts.get(True, 0), remaining, today, more)
 
 
 class _RolledBack(Exception):

@@ -127,6 +127,7 @@ class Progress:
     skipped: int
     remaining: int  # items this reviewer may still be given (including the one on screen)
     today: int = 0  # submissions (not skips) since midnight UTC
+    more: bool = False  # at least `remaining` are left, maybe more (a click counts only so far)
 
     @property
     def total(self) -> int:

@@ -203,6 +203,19 @@ def test_progress_counts_done_and_what_is_left_for_the_reviewer(tmp_path, clock)
     assert (p.done, p.remaining, p.total) == (1, 2, 3)
 
 
+def test_a_clicks_progress_counts_up_to_its_cap_and_says_there_are_more(tmp_path, clock, monkeypatch):
+    monkeypatch.setattr(LabelStore, "COUNT_UP_TO", 3)
+    store = make_store(tmp_path, clock, n_items=6, overlap=1)
+    turn = store.turn("ann")  # one item on screen, 5 free: more than 3
+    assert (turn.progress.remaining, turn.progress.more) == (3, True)
+    assert (store.progress("ann").remaining, store.progress("ann").more) == (6, False)  # exact
+    for n in range(3):
+        turn = store.submit_and_next("ann", turn.task.assignment_id, [1, 2, 3], token=f"tok-cap-{n}")
+    # 3 free left beside the one on screen: no more than the cap, so the count is exact again
+    assert (turn.progress.done, turn.progress.remaining, turn.progress.more) == (3, 3, False)
+    assert turn.progress == store.progress("ann")
+
+
 def _click_sequence(store, name, assignment_id, ranks, token, **kw):
     """What the page did before submit_and_next: three transactions in a row."""
     done = store.submit(name, assignment_id, ranks, token=token, **kw)

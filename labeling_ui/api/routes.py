@@ -67,6 +67,8 @@ class ProgressOut(BaseModel):
     done: int
     skipped: int
     remaining: int
+    more: bool = Field(description="true: at least `remaining` items are left, maybe more (a task's answer counts "
+                                   "only the first 100); GET /progress always counts them all")
     today: int
     total: int
 
@@ -138,7 +140,8 @@ def task_out(t: Task | None) -> TaskOut | None:
 
 
 def progress_out(p: Progress) -> ProgressOut:
-    return ProgressOut(done=p.done, skipped=p.skipped, remaining=p.remaining, today=p.today, total=p.total)
+    return ProgressOut(done=p.done, skipped=p.skipped, remaining=p.remaining, more=p.more, today=p.today,
+                       total=p.total)
 
 
 def turn_out(t: Turn) -> TurnOut:
