@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import random
@@ -399,6 +400,10 @@ def load_run(db_url: str, workdir: Path, reviewers: int, rankings: int, overlap:
         else:
             threads = [threading.Thread(target=review, args=(app.base, log, double_click_every, rankings + 10,
                                                              deadline, think_seconds), daemon=True) for log in logs]
+        # This process's own full collections (1,000 threads' objects) would stall every reviewer's
+        # clock at once, as the server's did before it froze its start-up objects (server.py).
+        gc.collect()
+        gc.freeze()
         start = time.perf_counter()
         for t in threads:
             t.start()
