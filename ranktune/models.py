@@ -144,15 +144,35 @@ def load_causal_lm(spec: str, tokenizer=None, dtype=None):
     return model, tokenizer
 
 
-def load_sequence_classifier(spec: str, tokenizer=None, dtype=None):
-    """A one-output sequence classifier (a reward or value model) from any causal LM or RM folder."""
+def _stored_outputs(path: str) -> int | None:
+    """How many outputs a sequence-classifier folder has (a reward model: 1, an ensemble: its members);
+    None for any other model (a causal LM to start a new classifier from)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path)
+    if any(str(a).endswith("ForSequenceClassification") for a in getattr(config, "architectures", None) or ()):
+        return config.num_labels
+    return None
+
+
+def load_sequence_classifier(spec: str, tokenizer=None, dtype=None, num_labels: int | None = None):
+    """A sequence classifier (a reward or value model) from any causal LM or RM folder.
+
+    From a causal LM: a new head with `num_labels` outputs (default 1). From a reward model folder: its
+    own outputs (an ensemble keeps its members); asking for another number is an error."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
     tokenizer = tokenizer or load_tokenizer(spec)
     path = resolve_model_path(spec)
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=dtype or torch.float32)
+        stored = _stored_outputs(path)
+        if stored is not None and num_labels is not None and stored != num_labels:
+            raise InputError(f"this reward model has {stored} output(s) (ensemble members); cannot load it with "
+                             f"{num_labels} (start a new ensemble from the SFT model instead)", spec)
+        labels = stored or num_labels or 1
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=labels,
+                                                                   dtype=dtype or torch.float32)
     except OSError as err:
         raise _hub_error(spec, err) from None
     _fix_pad(tokenizer, model)
