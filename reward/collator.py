@@ -22,7 +22,8 @@ class RankingCollator(DataCollatorMixin):
     (0 where unknown); `better`/`worse` (P,) answer indices into the N rows and `distance` (P,)
     each pair's distance (strength or rank distance); `weight` (B,) each ranking's share in the loss,
     indexed by `group`; and, when some row has a `margin` column, `margin` (P,): a pair's own margin
-    in reward logits, NaN where it has none.
+    in reward logits, NaN where it has none; and, when the rows have a `bootstrap` column (an
+    ensemble's training set), `bootstrap` (B, M): each ranking's bootstrap count for each member.
     """
 
     pad_token_id: int
@@ -58,4 +59,6 @@ class RankingCollator(DataCollatorMixin):
         }
         if own_margins:
             batch["margin"] = torch.tensor(margin, dtype=torch.float)
+        if examples and "bootstrap" in examples[0]:
+            batch["bootstrap"] = torch.tensor([ex["bootstrap"] for ex in examples], dtype=torch.float)
         return batch

@@ -7,6 +7,7 @@ the loss uses all C(K,2) pairs of each ranking, the way InstructGPT trains.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 
@@ -70,10 +71,31 @@ def tokenize(tokenizer, texts: list[str], max_length: int | None) -> tuple[list[
     return [ids[-max_length:] for ids in full], sum(len(ids) > max_length for ids in full)
 
 
-def to_dataset(rankings: list[Ranking], tokenizer, max_length: int | None) -> tuple[Dataset, int]:
+def _poisson1(rng: random.Random) -> int:
+    """A draw of Poisson(1) (Knuth's method: multiply uniforms until the product falls below e^-1)."""
+    k, product, limit = 0, rng.random(), math.exp(-1.0)
+    while product > limit:
+        k += 1
+        product *= rng.random()
+    return k
+
+
+def bootstrap_counts(ranking: Ranking, members: int, seed: int) -> list[int]:
+    """How often `ranking` is in each member's bootstrap sample: Poisson(1) per member (the online
+    bootstrap, Oza & Russell 2001), drawn from the seed and the ranking itself, so a rerun or a resumed
+    run gives every ranking the same counts whatever order the rankings come in."""
+    key = json.dumps([seed, ranking.ranking_id, ranking.reviewer, ranking.prompt, ranking.answers,
+                      ranking.ranks, [list(p) for p in ranking.pairs]], sort_keys=True, default=str)
+    rng = random.Random(f"bootstrap:{key}")  # a str seed is hashed with SHA-512: the same on every machine
+    return [_poisson1(rng) for _ in range(members)]
+
+
+def to_dataset(rankings: list[Ranking], tokenizer, max_length: int | None, ensemble_size: int = 1,
+               seed: int = 0) -> tuple[Dataset, int]:
     """One row per ranking: answer_ids (K lists), better/worse/distance (one per pair), ranks (K or []),
-    weight (the ranking's share in the training loss); and `margin` (one per pair, NaN where a pair has
-    none) when some pair record brought its own (TRL's `margin`, in reward logits)."""
+    weight (the ranking's share in the training loss); `margin` (one per pair, NaN where a pair has
+    none) when some pair record brought its own (TRL's `margin`, in reward logits); and, for an
+    ensemble (ensemble_size > 1), `bootstrap`: the ranking's bootstrap count for each member."""
     own_margins = any(r.margins is not None for r in rankings)
     rows, truncated = [], 0
     for r in rankings:
@@ -84,4 +106,6 @@ def to_dataset(rankings: list[Ranking], tokenizer, max_length: int | None) -> tu
                      "weight": float(r.weight)})
         if own_margins:
             rows[-1]["margin"] = [math.nan if m is None else float(m) for m in r.pair_margins()]
+        if ensemble_size > 1:
+            rows[-1]["bootstrap"] = bootstrap_counts(r, ensemble_size, seed)
     return Dataset.from_list(rows), truncated

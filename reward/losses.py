@@ -17,9 +17,16 @@ chosen from the remaining set R costs  -(sum_{a in G} r_a - |G| * logsumexp_{j i
 The sum over groups is divided by K - 1, so a 2-answer ranking gives exactly the pairwise loss.
 Unlike the pairwise loss, a tie still teaches something here: the last group's term is smallest
 when its answers score the same, so "equally good" pulls their scores together.
+
+An ensemble (M members, one score each per answer) is trained with the mean over members of each
+member's loss, member m weighing ranking g by w_g * c_gm, where c_gm ~ Poisson(1) is how often g is in
+m's bootstrap sample (reward.data.bootstrap_counts): the members see different data as well as
+starting from different heads.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -70,3 +77,21 @@ def listwise_loss(rewards: torch.Tensor, ranks: torch.Tensor, group: torch.Tenso
     present = torch.unique(group)  # (G',) ascending
     losses = [plackett_luce_nll(rewards[group == g], ranks[group == g]) for g in present]
     return _mean_over_rankings(torch.stack(losses), None if weights is None else weights[present])
+
+
+def member_weights(weights: torch.Tensor | None, bootstrap: torch.Tensor | None, m: int) -> torch.Tensor | None:
+    """(B,) member m's weight of each ranking: the ranking's weight times its bootstrap count (B, M)."""
+    if bootstrap is None:
+        return weights
+    counts = bootstrap[:, m]
+    return counts if weights is None else weights * counts
+
+
+def ensemble_loss(logits: torch.Tensor, weights: torch.Tensor | None, bootstrap: torch.Tensor | None,
+                  loss_of: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]) -> torch.Tensor:
+    """logits (N, M): M members' scores of N answers; `loss_of(rewards (N,), weights (B,) or None)` is one
+    member's loss. One member: exactly `loss_of` (the bootstrap, if any, is not used). Else the members' mean."""
+    if logits.shape[-1] == 1:
+        return loss_of(logits.squeeze(-1), weights)
+    return torch.stack([loss_of(logits[:, m], member_weights(weights, bootstrap, m))
+                        for m in range(logits.shape[-1])]).mean()

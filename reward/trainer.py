@@ -8,13 +8,14 @@ checkpoints, logging — is RewardTrainer's own.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import torch
 from trl import RewardConfig, RewardTrainer
 
 from reward.collator import RankingCollator
-from reward.losses import listwise_loss, pairwise_loss
+from reward.losses import ensemble_loss, listwise_loss, pairwise_loss
 
 LOSS_TYPES = ("pairwise", "listwise")
 
@@ -41,6 +42,10 @@ class RankingRewardConfig(RewardConfig):
     num_train_epochs: float = field(
         default=1.0, metadata={"help": "Passes over the data; one, as the reward models of InstructGPT and "
                                        "'N implementation details of RLHF' (more overfits)."})
+    ensemble_size: int = field(
+        default=1, metadata={"help": "Reward-model members: one score-head row each on one shared base (one forward "
+                                     "pass scores all), each trained on its own bootstrap weighting of the "
+                                     "rankings (Poisson(1) per ranking, seeded). 1 = a single model."})
 
     def __post_init__(self):
         super().__post_init__()
@@ -48,6 +53,8 @@ class RankingRewardConfig(RewardConfig):
             raise ValueError(f"loss_type must be one of {', '.join(LOSS_TYPES)}, got '{self.loss_type}'")
         if self.loss_type == "listwise" and not self.group_by_ranking:
             raise ValueError("loss_type listwise needs whole rankings: set group_by_ranking true")
+        if isinstance(self.ensemble_size, bool) or not isinstance(self.ensemble_size, int) or self.ensemble_size < 1:
+            raise ValueError(f"ensemble_size must be a whole number of at least 1, got {self.ensemble_size!r}")
 
 
 def pair_margins(margin_scale: float, distance: torch.Tensor, own: torch.Tensor | None) -> torch.Tensor | None:
@@ -57,6 +64,21 @@ def pair_margins(margin_scale: float, distance: torch.Tensor, own: torch.Tensor 
     if own is None or bool(torch.isnan(own).all()):
         return scaled
     return torch.where(torch.isnan(own), scaled if scaled is not None else torch.zeros_like(own), own)
+
+
+@contextlib.contextmanager
+def _one_output_for_trl(model):
+    """TRL's RewardTrainer refuses a model whose config says num_labels != 1. An ensemble's N outputs are
+    its members' scores, each a reward: TRL is shown one label while it checks, then the N are put back."""
+    config = getattr(model, "config", None)
+    saved = (config.id2label, config.label2id) if config is not None else None
+    if saved is not None and config.num_labels != 1:
+        config.num_labels = 1
+    try:
+        yield
+    finally:
+        if saved is not None:
+            config.id2label, config.label2id = saved
 
 
 class RankingRewardTrainer(RewardTrainer):
@@ -69,8 +91,9 @@ class RankingRewardTrainer(RewardTrainer):
         if data_collator is None:
             data_collator = RankingCollator(pad_token_id=processing_class.pad_token_id,
                                             pad_to_multiple_of=args.pad_to_multiple_of)
-        super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                         processing_class=processing_class, data_collator=data_collator, **kwargs)
+        with _one_output_for_trl(model):
+            super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                             processing_class=processing_class, data_collator=data_collator, **kwargs)
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         if "answer_ids" not in dataset.column_names:
@@ -79,24 +102,29 @@ class RankingRewardTrainer(RewardTrainer):
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
-            self._signature_columns = ["answer_ids", "better", "worse", "distance", "ranks", "weight", "margin"]
+            self._signature_columns = ["answer_ids", "better", "worse", "distance", "ranks", "weight", "margin",
+                                      "bootstrap"]
+
+    def _ranking_loss(self, rewards: torch.Tensor, inputs: dict, weights: torch.Tensor | None) -> torch.Tensor:
+        """One member's loss on the batch: rewards (N,), weights (B,) per ranking or None."""
+        if self.args.loss_type == "listwise":
+            return listwise_loss(rewards, inputs["ranks"], inputs["group"], weights)
+        margins = pair_margins(self.args.margin_scale, inputs["distance"], inputs.get("margin"))
+        return pairwise_loss(rewards, inputs["better"], inputs["worse"], inputs["group"], margins, weights)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
-        group, ranks = inputs["group"], inputs["ranks"]  # (N,)
-        better, worse, distance = inputs["better"], inputs["worse"], inputs["distance"]  # (P,)
+        better, worse = inputs["better"], inputs["worse"]  # (P,)
         # (B,) Evaluation weighs every ranking 1, so that eval_loss compares across label_weighting settings.
         weights = inputs.get("weight") if mode == "train" else None
         outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
-        rewards = outputs.logits.squeeze(-1)  # (N,) read at each answer's last real token, its EOS
-
-        if self.args.loss_type == "listwise":
-            loss = listwise_loss(rewards, ranks, group, weights)
-        else:
-            loss = pairwise_loss(rewards, better, worse, group, pair_margins(self.args.margin_scale, distance,
-                                                                              inputs.get("margin")), weights)
+        logits = outputs.logits  # (N, M): each member's score, read at each answer's last real token, its EOS
+        # (B, M) how often each ranking is in each member's bootstrap sample (train only; M = 1 has none)
+        bootstrap = inputs.get("bootstrap") if mode == "train" else None
+        loss = ensemble_loss(logits, weights, bootstrap, lambda rewards, w: self._ranking_loss(rewards, inputs, w))
+        rewards = logits.squeeze(-1) if logits.shape[-1] == 1 else logits.mean(-1)  # (N,) logged: the members' mean
         if self.args.center_rewards_coefficient is not None:
-            loss = loss + self.args.center_rewards_coefficient * torch.mean(rewards**2)
+            loss = loss + self.args.center_rewards_coefficient * torch.mean(logits.squeeze(-1) ** 2)
 
         if mode == "train":
             tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
