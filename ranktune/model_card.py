@@ -259,8 +259,22 @@ def build_model_card(stage: str, metrics: dict, configs=(), data: dict | None = 
                             + "\n\nEverything the stage measured, with the training log, is in metrics.json.",
         "How to load": f"```python\n{how_to_load(stage, path, folder)}\n```"}
     return (f"---\n{yaml.safe_dump(front, sort_keys=False, allow_unicode=True)}---\n\n# ranktune {stage} model{run}"
-            f"\n\nThis is {DESCRIPTIONS.get(stage, 'a model')}, published by ranktune's `{stage}` stage.\n\n"
+            f"\n\nThis is {DESCRIPTIONS.get(stage, 'a model')}, published by ranktune's `{stage}` stage."
+            f"{ensemble_note(metrics)}\n\n"
             + "".join(f"## {title}\n\n{text}\n\n" for title, text in sections.items()).rstrip() + "\n")
+
+
+def ensemble_note(metrics: dict) -> str:
+    """One sentence for an ensemble reward model ('' otherwise)."""
+    size = metrics.get("ensemble_size")
+    if not isinstance(size, int) or size < 2:
+        return ""
+    accuracies = [m.get("accuracy") for m in metrics.get("test_members") or [] if isinstance(m, dict)]
+    accuracies = [a for a in accuracies if isinstance(a, (int, float))]
+    spread = f"; members' held-out accuracy {min(accuracies):.3f} to {max(accuracies):.3f}" if accuracies else ""
+    return (f" It is an ensemble of {size} members (the score head's {size} outputs on one shared base, each trained "
+            f"on its own bootstrap weighting of the rankings): `RewardScorer` gives their mean, `score_members` "
+            f"each one, `score_with_spread` their disagreement{spread}.")
 
 
 def write_model_card(folder: Path, stage: str, metrics: dict, configs=(), data: dict | None = None,

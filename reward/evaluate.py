@@ -10,6 +10,7 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
 
 from ranktune.plots import save_figure
@@ -28,16 +29,53 @@ def score_answers(scorer, prompts: list, answers: list[str], batch_size: int = 1
     return scores
 
 
-def score_rankings(scorer, rankings: list[Ranking], batch_size: int = 16, raw: bool = True,
-                   desc: str = "scoring") -> list[list[float]]:
-    """Scores of each ranking's answers, in order (raw scores by default: what the loss saw)."""
-    flat = score_answers(scorer, [r.prompt for r in rankings for _ in r.answers],
-                         [a for r in rankings for a in r.answers], batch_size, raw, desc,
-                         [e for r in rankings for e in r.answer_ended()])
+def score_member_answers(scorer, prompts: list, answers: list[str], batch_size: int = 16, raw: bool = True,
+                         desc: str = "scoring", ended: list[bool] | None = None) -> torch.Tensor:
+    """`scorer.score_members` in chunks, with a progress bar: (answers, members)."""
+    chunk = batch_size * 4
+    ended = ended if ended is not None else [True] * len(answers)
+    parts = [scorer.score_members(prompts[i:i + chunk], answers[i:i + chunk], ended[i:i + chunk],
+                                  batch_size=batch_size, raw=raw)
+             for i in tqdm(range(0, len(answers), chunk), desc=desc, unit="chunk", leave=False)]
+    return torch.cat(parts) if parts else torch.zeros(0, scorer.members)
+
+
+def by_ranking(rankings: list[Ranking], flat: list) -> list[list]:
+    """A flat list over every answer of every ranking, cut back into one list per ranking."""
     out, at = [], 0
     for r in rankings:
         out.append(flat[at:at + len(r.answers)])
         at += len(r.answers)
+    return out
+
+
+def _flat_inputs(rankings: list[Ranking]) -> tuple[list, list[str], list[bool]]:
+    return ([r.prompt for r in rankings for _ in r.answers], [a for r in rankings for a in r.answers],
+            [e for r in rankings for e in r.answer_ended()])
+
+
+def score_rankings(scorer, rankings: list[Ranking], batch_size: int = 16, raw: bool = True,
+                   desc: str = "scoring") -> list[list[float]]:
+    """Scores of each ranking's answers, in order (raw scores by default: what the loss saw)."""
+    prompts, answers, ended = _flat_inputs(rankings)
+    return by_ranking(rankings, score_answers(scorer, prompts, answers, batch_size, raw, desc, ended))
+
+
+def score_ranking_members(scorer, rankings: list[Ranking], batch_size: int = 16, raw: bool = True,
+                          desc: str = "scoring") -> torch.Tensor:
+    """(answers, members): every member's score of every answer of the rankings, flat, in order."""
+    prompts, answers, ended = _flat_inputs(rankings)
+    return score_member_answers(scorer, prompts, answers, batch_size, raw, desc, ended)
+
+
+def member_metrics(rankings: list[Ranking], members: torch.Tensor, bins: int = 10) -> list[dict]:
+    """Each ensemble member's held-out accuracy, loss and expected calibration error, from `members`
+    (answers, M) as `score_ranking_members` gives them."""
+    out = []
+    for m in range(members.shape[1]):
+        got = pair_metrics(rankings, by_ranking(rankings, members[:, m].tolist()), bins)
+        out.append({"member": m, "pairs": got["pairs"], "accuracy": got.get("accuracy"), "loss": got.get("loss"),
+                    "expected_calibration_error": got.get("expected_calibration_error")})
     return out
 
 

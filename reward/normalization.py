@@ -3,6 +3,10 @@
 PPO's value head and KL coefficient are tuned for rewards on that scale ("The N implementation
 details of RLHF with PPO", detail on reward normalisation); a raw reward model's offset is
 arbitrary, since the pairwise loss only sees differences.
+
+An ensemble's members are fitted one by one (`members`: each member's gain and bias), and the
+top-level gain and bias are the fit of the members' raw mean, so a reader of the top level alone
+(an older one, or one given a single model) still gets mean 0, std 1.
 """
 
 from __future__ import annotations
@@ -21,6 +25,16 @@ def fit_normalization(raw_scores: list[float]) -> dict:
     std = math.sqrt(sum((x - mean) ** 2 for x in raw_scores) / n)
     gain = 1.0 / std if std > 1e-8 else 1.0  # all scores equal: only centre them
     return {"gain": gain, "bias": -mean * gain, "raw_mean": mean, "raw_std": std, "samples": n}
+
+
+def fit_members(raw_members) -> tuple[dict, list[dict]]:
+    """raw_members (n, M): the fit of the members' raw mean, and each member's own {gain, bias}."""
+    fitted = fit_normalization(raw_members.mean(dim=-1).tolist())
+    members = []
+    for m in range(raw_members.shape[1]):
+        own = fit_normalization(raw_members[:, m].tolist())
+        members.append({"gain": own["gain"], "bias": own["bias"]})
+    return fitted, members
 
 
 def sample_answers(prompts: list, answers: list[str], n: int, seed: int, ended: list[bool] | None = None

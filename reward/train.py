@@ -1,10 +1,11 @@
 """`python -m reward --config configs/reward.yaml --run NAME`: learn a reward model from rankings.
 
 Reads the labeling export (or any rankings / preference pairs), holds out a share of the prompts,
-trains a one-output sequence classifier initialised from the SFT model, fits the reward
-normalisation, and publishes runs/<run>/reward/ in one rename: the model folder that
-`ranktune.scoring.RewardScorer.load` reads, reward_normalization.json, metrics.json and PNGs.
-Checkpoints stay in runs/<run>/reward.work/ until then, for `--resume`.
+trains a one-output sequence classifier initialised from the SFT model (`--ensemble_size M`: M
+outputs, the members of an ensemble on one shared base), fits the reward normalisation, and
+publishes runs/<run>/reward/ in one rename: the model folder that `ranktune.scoring.RewardScorer.load`
+reads, reward_normalization.json, metrics.json and PNGs. Checkpoints stay in runs/<run>/reward.work/
+until then, for `--resume`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import resource
 import shutil
 import time
 from pathlib import Path
+
+import torch
 
 from ranktune.config import lora_config, parse_config
 from ranktune.lora import top_layers_adapter
@@ -28,8 +31,9 @@ from ranktune.tracking import check_report_to, point_trackers, tracker_dir
 from ranktune.scoring import RewardScorer
 from reward.config import RewardScriptArguments
 from reward.data import split_by_prompt, subsample, to_dataset, ungroup
-from reward.evaluate import pair_metrics, plot_evaluation, score_answers, score_rankings
-from reward.normalization import fit_normalization, sample_answers, write_normalization
+from reward.evaluate import (by_ranking, member_metrics, pair_metrics, plot_evaluation, score_answers,
+                             score_member_answers, score_ranking_members, score_rankings)
+from reward.normalization import fit_members, fit_normalization, sample_answers, write_normalization
 from reward.records import read_rankings, resolve_source
 from reward.trainer import RankingRewardConfig, RankingRewardTrainer
 
@@ -105,9 +109,10 @@ def main(args: list[str] | None = None) -> Path:
 
     set_seed(training_args.seed)  # the new score head's (and LoRA's) initialisation: a rerun is the same run
     with suppress_seqcls_warning():  # "score.weight newly initialised" is the point here
-        model, tokenizer = load_sequence_classifier(spec)
+        model, tokenizer = load_sequence_classifier(spec, num_labels=training_args.ensemble_size)
     rows = train if training_args.group_by_ranking else ungroup(train)
-    train_ds, cut = to_dataset(rows, tokenizer, training_args.max_length)
+    train_ds, cut = to_dataset(rows, tokenizer, training_args.max_length, training_args.ensemble_size,
+                               training_args.seed)
     eval_ds = None
     if test and training_args.eval_strategy != "no":
         eval_ds, _ = to_dataset([r for r in test if r.pairs], tokenizer, training_args.max_length)
@@ -125,7 +130,7 @@ def main(args: list[str] | None = None) -> Path:
                "max_length": training_args.max_length, "train_answers_cut_to_max_length": cut,
                "use_peft": model_args.use_peft,
                "lora_top_layers": training_args.lora_top_layers if model_args.use_peft else None,
-               "train_seconds": round(time.time() - start, 1),
+               "ensemble_size": training_args.ensemble_size, "train_seconds": round(time.time() - start, 1),
                "train_loss": result.training_loss, "global_step": trainer.state.global_step,
                "world_size": trainer.accelerator.num_processes}
 
@@ -138,8 +143,7 @@ def main(args: list[str] | None = None) -> Path:
         scorer = RewardScorer(trainer.model, tokenizer, max_length=training_args.max_length or 10**6)
         normalized = _normalize(scorer, train, norm_records, script_args, training_args.seed, staging, metrics)
         if test:
-            scores = score_rankings(scorer, test, training_args.per_device_eval_batch_size, desc="held-out")
-            metrics["test"] = pair_metrics(test, scores, script_args.calibration_bins)
+            _evaluate(scorer, test, training_args.per_device_eval_batch_size, script_args.calibration_bins, metrics)
         metrics["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         metrics["log_history"] = trainer.state.log_history
         write_json_atomic(staging / "metrics.json", metrics)
@@ -168,11 +172,32 @@ def _normalize(scorer, train, norm_records, script_args, seed: int, folder: Path
         ended = [e for r in train for e in r.answer_ended()]
         source = "answers of the training rankings (sampled from the SFT policy when the data came from the labeling app)"
     prompts, answers, ended = sample_answers(prompts, answers, script_args.normalization_samples, seed, ended)
-    raw = score_answers(scorer, prompts, answers, batch_size=16, desc="normalisation", ended=ended)
-    fitted = fit_normalization(raw)
-    write_normalization(folder, {**fitted, "max_length": scorer.max_length}, source)
-    metrics["normalization"] = {**fitted, "source": source}
+    members = None
+    if scorer.members == 1:
+        raw = score_answers(scorer, prompts, answers, batch_size=16, desc="normalisation", ended=ended)
+        fitted = fit_normalization(raw)
+    else:
+        raw_members = score_member_answers(scorer, prompts, answers, batch_size=16, desc="normalisation", ended=ended)
+        fitted, members = fit_members(raw_members)
+    extra = {"members": members} if members else {}
+    write_normalization(folder, {**fitted, "max_length": scorer.max_length, **extra}, source)
+    metrics["normalization"] = {**fitted, "source": source, **extra}
+    if members:
+        gains, biases = (torch.tensor([m[k] for m in members]) for k in ("gain", "bias"))
+        return (gains * raw_members + biases).mean(dim=-1).tolist()  # the ensemble's score, as `score` gives it
     return [fitted["gain"] * x + fitted["bias"] for x in raw]
+
+
+def _evaluate(scorer, test, batch_size: int, bins: int, metrics: dict) -> None:
+    """metrics["test"]: held-out metrics of the raw scores (an ensemble: the members' mean), and for an
+    ensemble metrics["test_members"]: each member's accuracy and calibration, from the same pass."""
+    if scorer.members == 1:
+        scores = score_rankings(scorer, test, batch_size, desc="held-out")
+    else:
+        members = score_ranking_members(scorer, test, batch_size, desc="held-out")
+        scores = by_ranking(test, members.mean(dim=-1).tolist())
+        metrics["test_members"] = member_metrics(test, members, bins)
+    metrics["test"] = pair_metrics(test, scores, bins)
 
 
 def _print_summary(metrics: dict, final: Path) -> None:
@@ -183,6 +208,10 @@ def _print_summary(metrics: dict, final: Path) -> None:
         lines.append(f"held-out ({test['pairs']} pairs, {metrics['test_prompts']} prompts never trained on): "
                      f"accuracy {test['accuracy']:.3f} | longer-answer baseline {test['length_baseline_accuracy']:.3f}"
                      f" | loss {test['loss']:.3f} | calibration error {test['expected_calibration_error']:.3f}")
+    members = [m["accuracy"] for m in metrics.get("test_members", []) if m.get("accuracy") is not None]
+    if members:
+        lines.append(f"ensemble of {metrics['ensemble_size']} members: held-out accuracy {min(members):.3f} to "
+                     f"{max(members):.3f} each (their mean's is the one above)")
     norm = metrics["normalization"]
     lines.append(f"normalisation: gain {norm['gain']:.4f}, bias {norm['bias']:.4f} "
                  f"(raw mean {norm['raw_mean']:.3f}, std {norm['raw_std']:.3f} over {norm['samples']} answers)")
