@@ -1,7 +1,8 @@
 """Score through a reward model served by `python -m reward serve`, as if it were loaded here.
 
-`RemoteRewardScorer(url, token).score(prompts, answers, ended, batch_size, raw)` gives what
-`RewardScorer.load(folder).score(...)` would on the server's folder: the server renders, cuts and
+`RemoteRewardScorer(url, token).score(prompts, answers, ended, batch_size, raw, aggregation,
+uncertainty_coef)` gives what `RewardScorer.load(folder).score(...)` would on the server's folder
+(`score_with_spread` also an ensemble's per-answer spread): the server renders, cuts and
 normalises with its own tokenizer and settings, so a stage sends text and never needs the reward
 model's weights or tokenizer. `load_scorer(spec)` picks the local or the remote one from the spec.
 The request format is in docs/reward.md ("Serving the reward model over HTTP").
@@ -14,6 +15,7 @@ import os
 import time
 from pathlib import Path
 
+from ranktune.aggregation import check_aggregation
 from ranktune.errors import InputError
 
 TOKEN_ENV = "RANKTUNE_REWARD_TOKEN"
@@ -45,7 +47,9 @@ def read_token(token_file: str | None = None) -> str | None:
 
 
 class RemoteRewardScorer:
-    """`score(prompts, answers, ended, batch_size, raw)` -> normalised rewards, computed by the server.
+    """`score(prompts, answers, ended, batch_size, raw, aggregation, uncertainty_coef)` -> normalised
+    rewards, computed by the server (an ensemble's members aggregated there); `score_with_spread` also
+    returns the members' spread per answer.
 
     Requests go in chunks of the server's `max_batch` (from GET /health); `batch_size` is taken for
     RewardScorer's signature only, the server choosing its own forward-pass size. Connection errors,
@@ -92,26 +96,49 @@ class RemoteRewardScorer:
     def max_batch(self) -> int:
         return self.health()["max_batch"]
 
-    def score(self, prompts: list, answers: list[str], ended: list[bool] | None = None,
-              batch_size: int = 16, raw: bool = False) -> list[float]:
+    @property
+    def members(self) -> int:
+        """The served model's members (1: a single model; servers from before ensembles say nothing: 1)."""
+        members = self.health().get("members", 1)
+        return members if isinstance(members, int) and not isinstance(members, bool) and members > 0 else 1
+
+    def score(self, prompts: list, answers: list[str], ended: list[bool] | None = None, batch_size: int = 16,
+              raw: bool = False, aggregation: str = "mean", uncertainty_coef: float = 1.0) -> list[float]:
+        return self.score_with_spread(prompts, answers, ended, batch_size, raw, aggregation, uncertainty_coef)[0]
+
+    def score_with_spread(self, prompts: list, answers: list[str], ended: list[bool] | None = None,
+                          batch_size: int = 16, raw: bool = False, aggregation: str = "mean",
+                          uncertainty_coef: float = 1.0) -> tuple[list[float], list[float] | None]:
+        """(scores, spreads): an ensemble's members' std per answer, normalised; None from a single model."""
+        check_aggregation(aggregation, uncertainty_coef)
         if len(prompts) != len(answers):
             raise ValueError(f"{len(prompts)} prompts for {len(answers)} answers")
         ended = [True] * len(answers) if ended is None else [bool(e) for e in ended]
+        # only sent when not the default, so a server from before ensembles (which refuses unknown fields) still scores
+        options = {} if aggregation == "mean" else {"aggregation": aggregation, "uncertainty_coef": uncertainty_coef}
         chunk = self.max_batch
         scores: list[float] = []
+        spreads: list[float] | None = [] if not answers and self.members > 1 else None
         for i in range(0, len(answers), chunk):
-            scores.extend(self._post_scores(list(prompts[i:i + chunk]), list(answers[i:i + chunk]),
-                                            ended[i:i + chunk], raw))
-        return scores
+            got, spread = self._post_scores(list(prompts[i:i + chunk]), list(answers[i:i + chunk]),
+                                            ended[i:i + chunk], raw, options)
+            scores.extend(got)
+            if spread is not None:
+                spreads = (spreads or []) + spread
+        return scores, spreads
 
-    def _post_scores(self, prompts: list, answers: list[str], ended: list[bool], raw: bool) -> list[float]:
-        body = self._request("POST", "/v1/score", {"prompts": prompts, "answers": answers, "ended": ended, "raw": raw})
+    def _post_scores(self, prompts: list, answers: list[str], ended: list[bool], raw: bool,
+                     options: dict | None = None) -> tuple[list[float], list[float] | None]:
+        body = self._request("POST", "/v1/score", {"prompts": prompts, "answers": answers, "ended": ended, "raw": raw,
+                                                   **(options or {})})
         scores = body.get("scores") if isinstance(body, dict) else None
-        if (not isinstance(scores, list) or len(scores) != len(answers)
-                or not all(isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s)
-                           for s in scores)):
+        if not _finite_floats(scores, len(answers)):
             raise RemoteScoringError(f"POST /v1/score answered without {len(answers)} finite scores", self.url)
-        return [float(s) for s in scores]
+        spread = body.get("spread")
+        if spread is not None and not _finite_floats(spread, len(answers)):
+            raise RemoteScoringError(f"POST /v1/score answered a spread that is not {len(answers)} finite numbers",
+                                     self.url)
+        return [float(s) for s in scores], None if spread is None else [float(s) for s in spread]
 
     def _request(self, method: str, path: str, body: dict | None = None):
         import httpx
@@ -152,6 +179,11 @@ class RemoteRewardScorer:
 
     def __exit__(self, *_) -> None:
         self.close()
+
+
+def _finite_floats(values, n: int) -> bool:
+    return (isinstance(values, list) and len(values) == n
+            and all(isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) for s in values))
 
 
 def _message(body) -> str:

@@ -1,7 +1,8 @@
 """`python -m reward serve --model runs/<run>/reward`: the reward model over HTTP.
 
 POST /v1/score takes prompts (text or chat messages) and answers and returns the folder's
-`RewardScorer` scores, normalised as every stage sees them; GET /health says what is served. A
+`RewardScorer` scores, normalised as every stage sees them (an ensemble's: aggregated as the request
+asks, with the members' spread beside them); GET /health says what is served. A
 bearer token guards scoring; off loopback the server will not start without one. The format is in
 docs/reward.md ("Serving the reward model over HTTP"); `ranktune.remote_scoring` is the client.
 """
@@ -21,10 +22,11 @@ from pathlib import Path
 
 from fastapi import Request
 
+from ranktune.aggregation import AGGREGATIONS
 from ranktune.errors import InputError, exit_on_input_error
 from ranktune.remote_scoring import TOKEN_ENV, read_token
 
-FIELDS = ("prompts", "answers", "ended", "raw")
+FIELDS = ("prompts", "answers", "ended", "raw", "aggregation", "uncertainty_coef")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")  # uvicorn's
 
 
@@ -86,8 +88,29 @@ def _is_message_list(prompt) -> bool:
         isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in prompt)
 
 
-def parse_request(raw_body: bytes, max_batch: int) -> tuple[list, list[str], list[bool], bool]:
-    """(prompts, answers, ended, raw) from a request body, or an ApiError saying what is wrong with it."""
+@dataclass
+class ScoreRequest:
+    prompts: list
+    answers: list[str]
+    ended: list[bool]
+    raw: bool = False
+    aggregation: str = "mean"
+    uncertainty_coef: float = 1.0
+
+
+def _aggregation(body: dict) -> tuple[str, float]:
+    """The request's `aggregation` and `uncertainty_coef` (defaults mean, 1.0); a bad value is a 400."""
+    how, coef = body.get("aggregation", "mean"), body.get("uncertainty_coef", 1.0)
+    if not isinstance(how, str) or how not in AGGREGATIONS:
+        raise ApiError(400, f"'aggregation' must be one of {', '.join(AGGREGATIONS)}, "
+                            f"got {_one_line(json.dumps(how), 60)}")
+    if isinstance(coef, bool) or not isinstance(coef, (int, float)) or not math.isfinite(coef) or coef < 0:
+        raise ApiError(400, f"'uncertainty_coef' must be a number, 0 or more, got {_one_line(json.dumps(coef), 60)}")
+    return how, float(coef)
+
+
+def parse_request(raw_body: bytes, max_batch: int) -> ScoreRequest:
+    """The scoring request in a body, or an ApiError saying what is wrong with it."""
     try:
         body = json.loads(raw_body)
     except UnicodeDecodeError:
@@ -124,7 +147,7 @@ def parse_request(raw_body: bytes, max_batch: int) -> tuple[list, list[str], lis
         raise ApiError(422, "'ended' must be a list of true/false, one per answer (or left out: all true)")
     if not isinstance(raw, bool):
         raise ApiError(422, "'raw' must be true or false")
-    return prompts, answers, ended, raw
+    return ScoreRequest(prompts, answers, ended, raw, *_aggregation(body))
 
 
 def create_app(scorer, folder: str, token: str | None = None, max_batch: int = 64, max_body_bytes: int = 4 * 2**20,
@@ -137,6 +160,8 @@ def create_app(scorer, folder: str, token: str | None = None, max_batch: int = 6
     from starlette.exceptions import HTTPException
 
     secret = token.encode("utf-8") if token else None
+    members = getattr(scorer, "members", 1)
+    ensemble = members > 1  # an ensemble's answers carry the members' spread
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reward-scorer")
 
     @contextlib.asynccontextmanager
@@ -147,7 +172,8 @@ def create_app(scorer, folder: str, token: str | None = None, max_batch: int = 6
     app = FastAPI(title="ranktune reward model", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     health = {"ok": True, "model": Path(folder).name, "folder": str(folder), "max_length": scorer.max_length,
               "normalization": {"gain": scorer.gain, "bias": scorer.bias}, "max_batch": max_batch,
-              "max_body_bytes": max_body_bytes, "auth": secret is not None, "spread": False}
+              "max_body_bytes": max_body_bytes, "auth": secret is not None, "spread": ensemble,
+              "members": members}
 
     def error(status: int, message: str, **headers) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status, headers=headers or None)
@@ -164,28 +190,33 @@ def create_app(scorer, folder: str, token: str | None = None, max_batch: int = 6
     async def get_health():
         return health
 
-    def run_scoring(prompts, answers, ended, raw):
-        try:
-            scorer.texts(prompts, answers, ended)  # the chat template may refuse a conversation: the client's fault
+    def run_scoring(req: ScoreRequest):
+        try:  # the chat template may refuse a conversation: the client's fault
+            scorer.texts(req.prompts, req.answers, req.ended)
         except Exception as err:  # noqa: BLE001 - whatever the template raises, one line back to the client
             raise ApiError(422, f"cannot render the prompts with this model's chat template ({_one_line(err)})")
+        spreads = None
         try:
-            scores = scorer.score(prompts, answers, ended, batch_size=batch_size, raw=raw)
+            if ensemble:
+                scores, spreads = scorer.score_with_spread(req.prompts, req.answers, req.ended, batch_size, req.raw,
+                                                           req.aggregation, req.uncertainty_coef)
+            else:  # a single model: every aggregation is its score
+                scores = scorer.score(req.prompts, req.answers, req.ended, batch_size=batch_size, raw=req.raw)
         except Exception as err:  # noqa: BLE001 - the client gets one line, never a traceback
             raise ApiError(500, f"scoring failed ({type(err).__name__}: {_one_line(err)})")
-        if not all(math.isfinite(s) for s in scores):
+        if not all(math.isfinite(s) for s in scores + (spreads or [])):
             raise ApiError(500, "the model gave a non-finite score")
-        return scores
+        return scores, spreads
 
     @app.post("/v1/score")
     async def post_score(request: Request):
         _check_token(request.headers.get("authorization"), secret)  # before reading a stranger's body
-        prompts, answers, ended, raw = parse_request(await _read_body(request, max_body_bytes), max_batch)
-        scores = []
-        if answers:
-            scores = await asyncio.get_running_loop().run_in_executor(worker, run_scoring, prompts, answers, ended, raw)
-        # `spread`: an ensemble's per-answer disagreement; a single model has none
-        return {"scores": scores, "spread": None}
+        req = parse_request(await _read_body(request, max_body_bytes), max_batch)
+        scores, spreads = [], ([] if ensemble else None)
+        if req.answers:
+            scores, spreads = await asyncio.get_running_loop().run_in_executor(worker, run_scoring, req)
+        # `spread`: an ensemble's per-answer disagreement (members' std, normalised); a single model has none
+        return {"scores": scores, "spread": spreads}
 
     return app
 
