@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from labeling_ui.schema import BACKFILL, SCHEMA_VERSION, UPGRADABLE_FROM, UPGRADE_COLUMNS, Base, Meta
+from labeling_ui.schema import BACKFILL, DROP_INDEXES, SCHEMA_VERSION, UPGRADABLE_FROM, UPGRADE_COLUMNS, Base, Meta
 from labeling_ui.tasks import StoreUnavailable
 from ranktune.errors import InputError
 
@@ -148,6 +148,8 @@ class Database:
                 s.execute(text(f'ALTER TABLE {table} ADD COLUMN {name} {kind}{default}'))
                 if (table, name) in BACKFILL:
                     s.execute(text(BACKFILL[table, name]))
+        for name in DROP_INDEXES:
+            s.execute(text(f"DROP INDEX IF EXISTS {name}"))
         for table in UPGRADE_COLUMNS:  # create_all makes no index on a table that exists already
             for index in Base.metadata.tables[table].indexes:
                 index.create(s.connection(), checkfirst=True)

@@ -22,13 +22,14 @@ from datetime import datetime
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # Versions this code opens and upgrades in place: 1 -> 2 only added tables (create_all makes them);
-# 2 -> 3 and 3 -> 4 added nullable (or defaulted) columns, which db.py adds with ALTER TABLE
-# (UPGRADE_COLUMNS), then fills (BACKFILL) and indexes.
-UPGRADABLE_FROM = ("1", "2", "3")
-UPGRADE_COLUMNS = {"items": ("question", "done_count"), "assignments": ("shown", "order_seed"),
-                   "rankings": ("shown", "response")}
+# 2 -> 3, 3 -> 4 and 4 -> 5 added nullable (or defaulted) columns, which db.py adds with ALTER TABLE
+# (UPGRADE_COLUMNS), then fills (BACKFILL) and indexes; indexes an upgrade replaces are dropped (DROP_INDEXES).
+UPGRADABLE_FROM = ("1", "2", "3", "4")
+UPGRADE_COLUMNS = {"items": ("question", "done_count", "priority", "selection"),
+                   "assignments": ("shown", "order_seed"), "rankings": ("shown", "response")}
+DROP_INDEXES = ("ix_items_done_count",)  # v4's (done_count, id): ix_items_claim_order serves its queries since v5
 BACKFILL = {("items", "done_count"): "UPDATE items SET done_count = (SELECT count(*) FROM assignments "
                                      "WHERE assignments.item_id = items.id AND assignments.status = 'done')"}
 
@@ -62,9 +63,12 @@ class Item(Base):
     """What one reviewer ranks at once: K answers to one prompt, written in one round."""
 
     __tablename__ = "items"
-    # (done_count, id): the claim looks for the oldest items with a slot left without walking every
-    # finished item first (with the query's other conditions it was O(items) per click).
-    __table_args__ = (UniqueConstraint("prompt_id", "round"), Index("ix_items_done_count", "done_count", "id"))
+    # ix_items_claim_order (below the class: it has a DESC column): the claim's free-item search and
+    # the progress count look items up by done_count without walking every finished item first (with
+    # the query's other conditions that was O(items) per click), and for each done_count value the
+    # index is already in serving order, priority DESC then id, so the claim reads the first 50 of each
+    # value instead of sorting every free item (queries.py: ClickSQL.free_items).
+    __table_args__ = (UniqueConstraint("prompt_id", "round"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id"), index=True)
     round: Mapped[int] = mapped_column(Integer, index=True)
@@ -75,8 +79,16 @@ class Item(Base):
     # Assignments of this item in state "done", kept by the store in the same transaction as each change
     # (submit, undo, import): what makes finding free items and counting what is left cheap.
     done_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Served first when higher (then oldest first): generate --select gives its chosen items 1/rank,
+    # everything else has 0 (labeling_ui/selection.py).
+    priority: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    # How the item was chosen: {"method", "score", "pool", "rank"}; None when it was not (select order).
+    selection: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     prompt_row: Mapped[Prompt] = relationship()
     candidates: Mapped[list["Candidate"]] = relationship(order_by="Candidate.position")
+
+
+Index("ix_items_claim_order", Item.done_count, Item.priority.desc(), Item.id)
 
 
 class Candidate(Base):

@@ -18,7 +18,7 @@ click of the page needs - record the submission, claim the next item, count prog
 transaction too (`submit_and_next`): all of it lands, or none of it.
 
 The values handed out (Task, Submitted, Progress, Turn) live in tasks.py, the read-outs for the
-export and the admin tab in readout.py.
+export and the admin tab in readout.py, the items generate --select chose in selected_items.py.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from labeling_ui.readout import StoreReads
 from labeling_ui.review import StoreReviews
 from labeling_ui.schema import (DONE, FLAG_KINDS, OPEN, RELEASED, SKIPPED, Assignment, Candidate, Item, Prompt,
                                 Ranking, Reviewer)
+from labeling_ui.selected_items import StoreSelections
 from labeling_ui.tasks import (MAX_COMMENT_CHARS, MAX_DEMONSTRATION_CHARS, TOKEN_RE, Answer, Previous, Progress,
                                SubmitError, Submitted, Task, Turn, UnknownReviewer, answer_label, check_ranks,
                                prompt_key)
@@ -57,7 +58,7 @@ __all__ = ["LabelStore", "SubmitError", "UnknownReviewer", "Task", "Answer", "Pr
            "MAX_DEMONSTRATION_CHARS"]
 
 
-class LabelStore(StoreReads, StoreReviews):
+class LabelStore(StoreReads, StoreReviews, StoreSelections):
     COUNT_UP_TO = 100  # a click's progress counts this many items left at most ("100+ left")
 
     def __init__(self, url: str, overlap: int = 2, claim_timeout_s: float = 1800, round: int | None = None,
@@ -96,8 +97,10 @@ class LabelStore(StoreReads, StoreReviews):
 
     def add_item(self, prompt: str | list, answers: Sequence[str], ended: Sequence[bool], policy: str, round: int,
                  num_tokens: Sequence[int] | None = None, generation: dict | None = None,
-                 question: str = "ranking") -> int | None:
-        """Store one prompt's answers as an item of `round`, asked `question`; None if that item exists."""
+                 question: str = "ranking", priority: float = 0.0, selection: dict | None = None) -> int | None:
+        """Store one prompt's answers as an item of `round`, asked `question`; None if that item exists.
+
+        `priority`: served before items of lower priority (selection.py); `selection`: how it was chosen."""
         if len(answers) < 2 or len(ended) != len(answers):
             raise InputError("an item needs at least 2 answers, each with its ended flag")
         unfit = question_type(question).fits(len(answers))
@@ -105,14 +108,16 @@ class LabelStore(StoreReads, StoreReviews):
             raise InputError(unfit, field="question")
         now = self.clock()
         return self.db.retry(lambda s: self._insert_item(s, prompt, answers, ended, policy, round, now, num_tokens,
-                                                         generation, question))
+                                                         generation, question, priority=priority,
+                                                         selection=selection))
 
     @staticmethod
     def _insert_item(s: Session, prompt: str | list, answers: Sequence[str], ended: Sequence[bool], policy: str,
                      round: int, now: datetime, num_tokens: Sequence[int] | None = None,
                      generation: dict | None = None, question: str = "ranking",
                      policies: Sequence[str] | None = None,
-                     generations: Sequence[dict | None] | None = None) -> int | None:
+                     generations: Sequence[dict | None] | None = None, priority: float = 0.0,
+                     selection: dict | None = None) -> int | None:
         """The item's rows (its prompt's too, the first time it is asked) in transaction `s`; None if it exists.
 
         `policies`/`generations`: one per answer, for items whose answers come from several models
@@ -125,7 +130,8 @@ class LabelStore(StoreReads, StoreReviews):
             s.flush()
         if s.scalar(select(Item.id).where(Item.prompt_id == row.id, Item.round == round)) is not None:
             return None
-        item = Item(prompt_id=row.id, round=round, policy=policy, created_at=now, question=question)
+        item = Item(prompt_id=row.id, round=round, policy=policy, created_at=now, question=question,
+                    priority=priority, selection=selection)
         s.add(item)
         s.flush()
         for i, (text, end) in enumerate(zip(answers, ended)):

@@ -74,12 +74,13 @@ def test_a_version_3_store_gets_done_count_filled_in(tmp_path):
     before = store.progress("ann"), store.next_task("ann").item_id
     store.close()
     with sqlite3.connect(path) as conn:  # as written by the code before done_count
-        conn.execute("DROP INDEX ix_items_done_count")
-        conn.execute("ALTER TABLE items DROP COLUMN done_count")
+        conn.execute("DROP INDEX ix_items_claim_order")  # v5's, on done_count and priority
+        for column in ("done_count", "priority", "selection"):
+            conn.execute(f"ALTER TABLE items DROP COLUMN {column}")
         conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     store = LabelStore(sqlite_url(path), overlap=2)
     assert [n for _, n, _ in mismatches(store)] == [2, 2, 0] and wrong(store) == []
     assert (store.progress("ann"), store.next_task("ann").item_id) == before
     with store.db.read() as s:
-        assert "ix_items_done_count" in {r[1] for r in s.execute(text("PRAGMA index_list(items)")).all()}
+        assert "ix_items_claim_order" in {r[1] for r in s.execute(text("PRAGMA index_list(items)")).all()}
     store.close()
