@@ -52,7 +52,7 @@ def open_store(a: StoreArguments, serve: ServeArguments | None = None, must_exis
 
 
 def cmd_generate(a: StoreArguments, g: GenerateArguments) -> dict:
-    from labeling_ui.generate import generate, pick_round
+    from labeling_ui.generate import check_selection, generate, pick_round
     from labeling_ui.questions import question
 
     checks = [(g.k >= 2, "k", "must be at least 2 (reviewers compare answers)"),
@@ -66,6 +66,7 @@ def cmd_generate(a: StoreArguments, g: GenerateArguments) -> dict:
     for ok, name, message in checks:
         if not ok:
             raise InputError(message, field=name)
+    check_selection(g)
     if not a.db:
         check_writable(run_dir(a.run, a.runs_dir), min_free_bytes=256 * 1024**2)
     prompts = read_prompts(g.prompts)  # bad input fails here, before a model loads
@@ -77,11 +78,17 @@ def cmd_generate(a: StoreArguments, g: GenerateArguments) -> dict:
         stats = generate(store, [p["prompt"] for p in prompts], g, round_)
     finally:
         store.close()
+    chosen = ""
+    if g.select != "order":
+        chosen = (f"; --select {g.select}: {stats['items_written']} chosen from a pool of {stats['pool']}"
+                  + (f" (all {stats['scored']} scored by {stats['members']} members)" if stats.get("scored") else "")
+                  + (f", {stats['already_chosen']} chosen before" if stats["already_chosen"] else ""))
     print(f"round {stats['round']} ({stats['policy']}): {stats['items_written']} new items, "
           f"{stats['answers_written']} answers ({stats['cut_off']} cut off at max_new_tokens); "
           f"{stats['already_done']} prompts already had answers in this round"
-          + (f"; {stats['duplicates']} duplicate prompts asked once" if stats["duplicates"] else ""))
+          + (f"; {stats['duplicates']} duplicate prompts asked once" if stats["duplicates"] else "") + chosen)
     return stats
+
 
 
 def _read_password(r: ReviewerArguments) -> str:

@@ -54,6 +54,28 @@ class GenerateArguments:
     engine: str = field(default="generate",
                         metadata={"help": "generate (KV cache) or continuous_batching (transformers' paged engine, "
                                           "for many prompts on a GPU)."})
+    select: str = field(
+        default="order", metadata={"help": "Which prompts reviewers get (labeling_ui/selection.py): order (every "
+                                         "prompt, in file order: no choice made), random (a seeded draw of "
+                                         "select_count from the pool) or uncertainty (answer the whole pool, score "
+                                         "it with the select_reward_model ensemble, send the select_count items "
+                                         "whose answer pairs its members disagree on most). See docs/labeling.md."})
+    select_count: int | None = field(
+        default=None, metadata={"help": "random/uncertainty: how many items the round gets in all (the reviewers' "
+                                        "budget; a rerun tops the round up to it). Unset: the whole pool, served "
+                                        "in the order chosen."})
+    select_pool: int | None = field(
+        default=None, metadata={"help": "random/uncertainty: the candidates are the first N prompts that have no "
+                                        "item in the round yet (unset: all of them). uncertainty samples answers "
+                                        "for every candidate, so this is the cost."})
+    select_reward_model: str | None = field(
+        default=None, metadata={"help": "uncertainty: a reward model folder with 2 or more ensemble members "
+                                        "(RewardScorer.members), e.g. the previous round's runs/<run>/reward."})
+    select_diversity: float = field(
+        default=0.5, metadata={"help": "uncertainty: how much a candidate loses for looking like a prompt already "
+                                       "chosen (or already in the round): its uncertainty, as a share of the "
+                                       "pool's highest, minus this times the largest cosine similarity of its "
+                                       "prompt to theirs (character 3-grams). 0 = uncertainty alone."})
 
 
 @dataclass

@@ -4,7 +4,8 @@ runs/<run>/export/ (replaced as a whole, in one rename):
     rankings.jsonl        {ranking_id, item_id, prompt, answers, ended (the model stopped by itself, per answer),
                            ranks (1 = best, ties allowed), reviewer, round, policy, flagged, weight, question,
                            shown (the answer positions in the order this reviewer saw them; null before v3)}
-                          + strength (pairwise rows), scores (rating rows)
+                          + strength (pairwise rows), scores (rating rows), selection (items generate --select
+                          chose: {method, score, pool, rank}, labeling_ui/selection.py)
                                                                 <- the reward stage reads this
     pairs.jsonl           {prompt, chosen, rejected, rank_distance, question, reviewer, ranking_id, weight}
                           + strength (pairs of pairwise questions), margin (only with margin_scale)
@@ -72,7 +73,7 @@ from labeling_ui.store import LabelStore
 
 RANKING_FIELDS = ("ranking_id", "item_id", "prompt", "answers", "ended", "ranks", "reviewer", "round", "policy",
                   "flagged", "weight", "question", "shown")
-RANKING_EXTRAS = ("strength", "scores")  # pairwise rows, rating rows
+RANKING_EXTRAS = ("strength", "scores", "selection")  # pairwise rows, rating rows, chosen items
 PAIR_FIELDS = ("prompt", "chosen", "rejected", "rank_distance", "question", "reviewer", "ranking_id", "weight")
 PAIR_EXTRAS = ("strength", "margin")  # pairs of pairwise questions; every pair with margin_scale
 RATING_FIELDS = ("item_id", "ranking_id", "prompt", "answers", "ended", "scores", "reviewer", "round", "policy",
@@ -200,7 +201,7 @@ def export(store: LabelStore, out: Path, include_flagged: bool = False, exclude_
     ratings = [rating_record(r) for r in kept if "scores" in question_fields(r)]
     ranked = [r for r in kept if ratings_as_rankings or question_of(r) != "rating"]
     rows = [{k: r[k] for k in RANKING_FIELDS if k != "question"} | {"question": question_of(r)} | question_fields(r)
-            for r in ranked]
+            | ({"selection": r["selection"]} if r.get("selection") else {}) for r in ranked]
     pairs, identical, tied = [], 0, 0
     per_question = {q: {"rankings": 0, "pairs": 0, "tied_pairs": 0, "held_out": 0} for q in QUESTION_TYPES}
     for r in rankings:

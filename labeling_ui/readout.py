@@ -58,6 +58,7 @@ class StoreReads:
 
         `question`/`response`: the question type and its own answer (by candidate position; ranks
         always hold what it implies); `shown`: the display order it was answered in (positions);
+        `selection`: how generate chose the item (None: it was not chosen, select order);
         `gold`: the item has a known answer; `flag_state`: None, or what became of its flags
         (StoreReviews.flag_states); `reviewer_disabled`: the account has been disabled since."""
         flagged, states = self.flagged_items(), self.flag_states()
@@ -79,7 +80,8 @@ class StoreReads:
                             "flagged": item.id in flagged, "flags": sorted(set(flagged.get(item.id, []))),
                             "flag_state": states.get(item.id), "gold": item.id in gold,
                             "reviewer_disabled": bool(disabled), "created_at": r.created_at, "seconds": r.seconds,
-                            "question": item.question or "ranking", "response": r.response, "shown": r.shown})
+                            "question": item.question or "ranking", "response": r.response, "shown": r.shown,
+                            "selection": item.selection})
         return out
 
     def submissions(self) -> list[dict]:
