@@ -254,3 +254,53 @@ def test_order_stays_as_it_was_and_random_is_a_seeded_draw(tmp_path, tiny_llama)
                                                for r in (1, 2, 3)]
     assert [t for t, _, _ in drawn[0]] != (CONTESTED + AGREED)[:3]
 
+
+def test_the_loop_passes_select_to_rounds_after_the_first(tmp_path, monkeypatch, capsys):
+    """rlhf loop --select uncertainty (stages faked: what matters is what generate is asked)."""
+    from pathlib import Path
+
+    from rlhf import loop
+
+    prompts = write_prompts(tmp_path, [f"Prompt number {i} about topic {i}." for i in range(40)])
+    runs, generated = tmp_path / "runs", []
+
+    def mark(folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text("{}")
+
+    def fake_stage(*args: str) -> None:
+        opt = lambda name: args[args.index(name) + 1]  # noqa: E731
+        if args[0] == "sft":
+            mark(runs / opt("--run") / "sft")
+        elif args[0] in ("reward", "rlhf"):
+            mark(Path(opt("--runs_dir")) / opt("--run") / args[0])
+        elif args[1] == "generate":
+            pool = [json.loads(line)["prompt"] for line in Path(opt("--prompts")).read_text().splitlines()]
+            generated.append((args, pool))
+            store = LabelStore.for_run(opt("--run"), runs)
+            count = int(opt("--select_count")) if "--select_count" in args else len(pool)
+            for p in pool[:count]:
+                store.add_item(p, ["a", "b"], [True, True], "pol", int(opt("--round")))
+            store.close()
+
+    monkeypatch.setattr(loop, "_stage", fake_stage)
+    common = ["--runs_dir", str(runs), "--prompts", str(prompts), "--prompts_per_round", "5", "--max_eval_prompts",
+              "4", "--select", "uncertainty", "--select_pool_factor", "3"]
+    monkeypatch.setattr(generate_module, "load_scorer", lambda folder: FakeScorer(3, 2))
+    loop.main(["--run", "ens", "--rounds", "3", *common])
+    (first, pool1), *later = generated
+    assert "--select" not in first and len(pool1) == 5  # round 1 has no reward model yet: its own prompts
+    asked = set(pool1)
+    for r, (args, pool) in enumerate(later, start=2):
+        i = args.index("--select")
+        assert args[i:i + 6] == ("--select", "uncertainty", "--select_count", "5", "--select_reward_model",
+                                 str(runs / "ens" / "rounds" / f"round-{r - 1}" / "reward"))
+        assert len(pool) == 15 and not asked & set(pool)  # a pool of 3 x 5 prompts no earlier round had
+        asked |= set(pool[:5])
+    assert json.loads((runs / "ens" / "rounds" / "round-2" / "round.json").read_text())["select"] == "uncertainty"
+
+    generated.clear()  # a single reward model: round 2 goes in order, and says so
+    monkeypatch.setattr(generate_module, "load_scorer", lambda folder: FakeScorer(1, 2))
+    loop.main(["--run", "one", "--rounds", "2", *common])
+    assert all("--select" not in args and len(pool) == 5 for args, pool in generated)
+    assert "needs an ensemble" in capsys.readouterr().out
