@@ -235,6 +235,30 @@ def test_generate_select_uncertainty_end_to_end(tmp_path, tiny_llama, monkeypatc
     assert row["selection"] == items[0][2]
 
 
+def test_generate_select_uncertainty_with_a_real_ensemble_folder(tmp_path, tiny_llama):
+    """The real RewardScorer on a tiny random 3-output classifier (an ensemble on one shared base)."""
+    from ranktune.scoring import RewardScorer
+
+    if not hasattr(RewardScorer, "score_members"):
+        pytest.skip("ranktune/scoring.py has no ensemble members yet")
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    torch.manual_seed(3)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_llama, num_labels=3)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(tmp_path / "rm")
+    tokenizer.save_pretrained(tmp_path / "rm")
+    prompts = write_prompts(tmp_path, CONTESTED + AGREED)
+    stats = label_main(["generate", "--runs_dir", str(tmp_path / "runs"), "--run", "real", "--policy", str(tiny_llama),
+                        "--prompts", str(prompts), "--k", "3", "--max_new_tokens", "6", "--select", "uncertainty",
+                        "--select_reward_model", str(tmp_path / "rm"), "--select_count", "3", "--select_pool", "8"])
+    assert (stats["members"], stats["scored"], stats["items_written"]) == (3, 8, 3)
+    items = items_of(tmp_path / "runs" / "real")
+    assert [sel["rank"] for _, _, sel in items] == [1, 2, 3] and all(sel["score"] >= 0 for _, _, sel in items)
+    assert {t for t, _, _ in items} <= set((CONTESTED + AGREED)[:8])
+
+
 def test_order_stays_as_it_was_and_random_is_a_seeded_draw(tmp_path, tiny_llama):
     prompts = write_prompts(tmp_path, CONTESTED + AGREED)
     runs = tmp_path / "runs"
