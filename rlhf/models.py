@@ -181,21 +181,32 @@ def _adapter(peft_config, task_type: str, model: nn.Module, top_layers: int):
     return config
 
 
-def _value_head_in_normalised_units(value: nn.Module, gain: float, bias: float) -> None:
+def _value_head_in_normalised_units(value: nn.Module, gain: float, bias: float,
+                                    members: list[tuple[float, float]] | None = None) -> None:
     """Replace the value model's trainable head (W, b) by a biased one computing gain * (W h + b) + bias.
 
     The returns it learns are in the reward's normalised units (gain * raw + bias); a head copied as it
     is starts off by a constant (and a scale), which biases every advantage toward the answer's end
     while value clipping slows the correction (lm-human-preferences folds them the same way). Under
-    LoRA only the trained copy changes: with the adapter off the reward model stays raw."""
+    LoRA only the trained copy changes: with the adapter off the reward model stays raw.
+
+    An ensemble's head has one row per member, each with its own (gain, bias) in `members`: the value
+    head starts as their mean, mean_m(g_m (W_m h + b_m) + c_m), one output. (The reward PPO optimises may
+    be a more conservative aggregate; the value head learns the difference.)"""
     holder = _unwrapped(value).score
     adapted = hasattr(holder, "modules_to_save")
     head = holder.modules_to_save["default"] if adapted else holder
-    folded = nn.Linear(head.in_features, head.out_features, bias=True, device=head.weight.device,
-                       dtype=head.weight.dtype)
+    m = head.out_features
+    norms = members if members is not None else [(gain, bias)] * m
+    if len(norms) != m:
+        raise ValueError(f"{len(norms)} member normalisations for a reward head of {m} outputs")
+    g = torch.tensor([x for x, _ in norms], dtype=head.weight.dtype, device=head.weight.device)  # (M,)
+    c = torch.tensor([y for _, y in norms], dtype=head.weight.dtype, device=head.weight.device)  # (M,)
+    folded = nn.Linear(head.in_features, 1, bias=True, device=head.weight.device, dtype=head.weight.dtype)
     with torch.no_grad():
-        folded.weight.copy_(gain * head.weight)
-        folded.bias.copy_(bias + (gain * head.bias if head.bias is not None else 0.0))
+        folded.weight.copy_((g[:, None] * head.weight).mean(0, keepdim=True))  # (1, H)
+        b = head.bias if head.bias is not None else torch.zeros_like(g)
+        folded.bias.copy_((g * b + c).mean(0, keepdim=True))  # (1,)
     if adapted:
         holder.modules_to_save["default"] = folded
     else:
@@ -217,10 +228,12 @@ def _fresh_value_model(policy_spec: str, tokenizer) -> nn.Module:
 
 
 def build_models(policy_spec: str, reward_spec: str | None, peft_config, value_model: str = "reward",
-                 lora_top_layers: int = 0, reward_normalization: tuple[float, float] = (1.0, 0.0)):
+                 lora_top_layers: int = 0, reward_normalization: tuple[float, float] = (1.0, 0.0),
+                 member_normalization: list[tuple[float, float]] | None = None):
     """Load and wire up the roles. Returns (PolicyAndValue, Roles, tokenizer, reward tokenizer).
     `reward_normalization` (gain, bias): the units the value model starts in, the trainer's scores'.
-    `reward_spec` None: the reward model is remote (no reward role here, no reward tokenizer)."""
+    `reward_spec` None: the reward model is remote (no reward role here, no reward tokenizer).
+    `member_normalization`: an ensemble reward model's per-member (gain, bias), None for one model."""
     if value_model not in VALUE_MODELS:
         raise InputError(f"must be one of {', '.join(VALUE_MODELS)}, got '{value_model}'", field="value_model")
     if reward_spec is None and value_model == "reward":
@@ -263,7 +276,7 @@ def build_models(policy_spec: str, reward_spec: str | None, peft_config, value_m
 
             value = get_peft_model(value, _adapter(peft_config, "SEQ_CLS", value, lora_top_layers))
         frozen_reward = _freeze(reward_model) if reward_model is not None else None
-        reward_normalization = (1.0, 0.0)  # a fresh head: nothing to fold, values start at 0
+        reward_normalization, member_normalization = (1.0, 0.0), None  # a fresh head: nothing to fold
     elif peft_config is None:
         value = copy.deepcopy(reward_model)
         value.train()
@@ -274,7 +287,7 @@ def build_models(policy_spec: str, reward_spec: str | None, peft_config, value_m
         # SEQ_CLS: peft keeps the reward head and trains a copy of it as the value head
         value = get_peft_model(reward_model, _adapter(peft_config, "SEQ_CLS", reward_model, lora_top_layers))
     if value is not None:
-        _value_head_in_normalised_units(value, *reward_normalization)
+        _value_head_in_normalised_units(value, *reward_normalization, member_normalization)
     trained = PolicyAndValue(policy, value, value_head)
     roles = Roles(trained, ref_model, frozen_reward, reward_in_value=value_model == "reward")
     return trained, roles, tokenizer, reward_tokenizer

@@ -29,6 +29,7 @@ from ranktune.sampling import (ENGINES, Samples, answer_logprobs, answer_logprob
                                sample, sample_continuous, sampling_config)
 from ranktune.gold import gold_score
 from ranktune.prompting import prompt_text
+from ranktune.aggregation import check_aggregation
 from ranktune.scoring import RewardScorer
 
 
@@ -70,6 +71,12 @@ class PPOConfig(TrainingArguments):
     kl_horizon: int = field(default=10000, metadata={"help": "Adaptive KL horizon, in episodes."})
     missing_eos_penalty: float | None = field(
         default=1.0, metadata={"help": "Subtracted from the score of an answer that never emitted EOS (the EOS trick)."})
+    reward_aggregation: str = field(
+        default="mean", metadata={"help": "With an ensemble reward model (python -m reward --ensemble_size N): mean, "
+                                          "min (worst case) or mean_minus_std (mean - uncertainty_coef * std over "
+                                          "members), the conservative ones resisting over-optimisation (Coste et "
+                                          "al. 2024). A single reward model's score is the same under every one."})
+    uncertainty_coef: float = field(default=1.0, metadata={"help": "The std's weight under mean_minus_std."})
     whiten_rewards: bool = field(default=False, metadata={"help": "Whiten the shaped rewards before GAE."})
     gamma: float = field(default=1.0, metadata={"help": "Discount."})
     lam: float = field(default=0.95, metadata={"help": "GAE lambda."})
@@ -106,6 +113,7 @@ class PPOConfig(TrainingArguments):
             raise ValueError(f"kl_estimator must be k1 or k3, got '{self.kl_estimator}'")
         if self.temperature <= 0:
             raise ValueError("temperature must be more than 0")
+        check_aggregation(self.reward_aggregation, self.uncertainty_coef)
         if self.generation_engine not in ENGINES:
             raise ValueError(f"generation_engine must be one of {', '.join(ENGINES)}, "
                              f"got '{self.generation_engine}'")
@@ -123,11 +131,13 @@ class PPOTrainer(Trainer):
 
     def __init__(self, args: PPOConfig, model, roles, processing_class, reward_tokenizer, train_prompts: list,
                  reward_normalization: tuple[float, float] = (1.0, 0.0), reward_max_length: int = 512,
-                 ptx_batches=None, callbacks=None, reward_scorer=None):
+                 ptx_batches=None, callbacks=None, reward_scorer=None,
+                 member_normalization: list[tuple[float, float]] | None = None):
         super().__init__(model=model, args=args, processing_class=processing_class, callbacks=callbacks)
         self.roles, self.tokenizer, self.prompts = roles, processing_class, list(train_prompts)
         self.reward_scorer = reward_scorer  # a remote one (ranktune.remote_scoring); None: the local reward role
         self.reward_tokenizer, self.reward_normalization = reward_tokenizer, reward_normalization
+        self.member_normalization = member_normalization  # an ensemble's per-member (gain, bias); None: one model
         self.reward_max_length, self.ptx_batches = reward_max_length, ptx_batches
         world = self.accelerator.num_processes
         self.num_updates = max(1, args.total_episodes // (args.local_batch_size * world))
@@ -228,12 +238,14 @@ class PPOTrainer(Trainer):
     def reward_scores(self, prompts: list, answers: list[str], ended: list[bool]) -> list[float]:
         """The reward model's normalised scores, through the same `RewardScorer` every stage uses (here, or
         behind a served model's URL: it gets the same decoded text and renders it with its own tokenizer)."""
+        how = {"aggregation": self.args.reward_aggregation, "uncertainty_coef": self.args.uncertainty_coef}
         if self.reward_scorer is not None:
-            return self.reward_scorer.score(prompts, answers, ended)
+            return self.reward_scorer.score(prompts, answers, ended, **how)
         gain, bias = self.reward_normalization
         with self.roles.reward() as reward_model:
-            scorer = RewardScorer(reward_model, self.reward_tokenizer, gain, bias, self.reward_max_length)
-            return scorer.score(prompts, answers, ended)
+            scorer = RewardScorer(reward_model, self.reward_tokenizer, gain, bias, self.reward_max_length,
+                                  self.member_normalization)
+            return scorer.score(prompts, answers, ended, **how)
 
     # -- 2 and 3. rewards, advantages
     def advantages(self, ro: Rollout) -> None:

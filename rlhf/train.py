@@ -20,7 +20,7 @@ from ranktune.errors import InputError, exit_on_input_error
 from ranktune.records import read_demonstrations, read_prompts, split_prompts
 from ranktune.remote_scoring import RemoteRewardScorer, is_remote, read_token
 from ranktune.runs import check_writable, publish_policy, resume_point, stage_dir, upstream_model, work_dir
-from ranktune.scoring import read_normalization_settings
+from ranktune.scoring import read_member_normalization, read_normalization_settings
 from ranktune.tracking import check_report_to, point_trackers, tracker_dir
 from rlhf.checkpoint import last_checkpoint
 from rlhf.config import PPOScriptArguments
@@ -68,13 +68,14 @@ def main(args: list[str] | None = None) -> Path:
     if is_remote(reward_spec):
         # the server renders, cuts and normalises: its scores arrive in the normalised units
         remote = RemoteRewardScorer.load(reward_spec, read_token(script_args.reward_token_file))
-        gain, bias, reward_max_length = 1.0, 0.0, None
+        gain, bias, reward_max_length, members = 1.0, 0.0, None, None
         if config.value_model == "reward":  # no reward weights here to start it from (rlhf/models.py)
             config.value_model = "policy"
             print("value_model: policy (the reward model is remote: the value model starts from the SFT policy "
                   "with a fresh head)")
     else:
         gain, bias, reward_max_length = read_normalization_settings(reward_spec)
+        members = read_member_normalization(reward_spec)
     policy_spec = upstream_model(model_args.model_name_or_path, script_args.run, script_args.runs_dir)
 
     resume_from = resume_point(work, script_args.resume, last_checkpoint)
@@ -83,11 +84,12 @@ def main(args: list[str] | None = None) -> Path:
     set_seed(config.seed)  # LoRA and value-head initialisation: a rerun is the same run
     trained, roles, tokenizer, reward_tokenizer = build_models(policy_spec, None if remote else reward_spec,
                                                                lora_config(model_args), config.value_model,
-                                                               config.lora_top_layers, (gain, bias))
+                                                               config.lora_top_layers, (gain, bias), members)
     ptx = ptx_batches(demos, tokenizer, config.per_device_train_batch_size, 512, config.seed) if demos else None
     # the reward model scores texts cut where it was trained and normalised, never elsewhere
     trainer = PPOTrainer(config, trained, roles, tokenizer, reward_tokenizer, train_prompts, (gain, bias),
-                         reward_max_length=reward_max_length or 512, ptx_batches=ptx, reward_scorer=remote)
+                         reward_max_length=reward_max_length or 512, ptx_batches=ptx, reward_scorer=remote,
+                         member_normalization=members)
     point_trackers(trainer, tracker_dir(script_args.run, "rlhf", script_args.runs_dir))  # PPO's own metrics too
     start = time.time()
     history = trainer.train(resume_from)
