@@ -19,6 +19,7 @@ from pathlib import Path
 from ranktune.config import parse_config
 from ranktune.errors import InputError, exit_on_input_error
 from ranktune.runs import run_dir
+from report.active_learning import active_learning_section
 from report.arena import arena_section
 from report.figures import proxy_vs_gold, rounds_summary
 from report.html import _img, _json, _jsonl, _num, _table, _td
@@ -198,9 +199,10 @@ def build(run: Path) -> Path:
              "<h2>4. PPO</h2>", ppo_section(rounds, figures),
              "<h2>5. PPO and the alternatives</h2>", methods_section(run, figures),
              "<h2>6. Before and after</h2>", samples_section(rounds)]
-    arena = arena_section(run, figures)  # "" when the run's label store has no Arena votes
-    if arena:
-        parts += ["<h2>7. Arena</h2>", arena]
+    extra = [("Choosing what to label", active_learning_section(run, figures)),  # "": no such experiment
+             ("Arena", arena_section(run, figures))]  # "": the run's label store has no Arena votes
+    for n, (title, section) in enumerate([(t, x) for t, x in extra if x], start=7):
+        parts += [f"<h2>{n}. {title}</h2>", section]
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>ranktune: {html.escape(run.name)}</title>"
             f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")
     path = run / "report.html"
