@@ -63,11 +63,11 @@ class Item(Base):
     """What one reviewer ranks at once: K answers to one prompt, written in one round."""
 
     __tablename__ = "items"
-    # ix_items_claim_order (below the class: it has a DESC column): the claim's free-item search and
+    # ix_items_claim_order (below the class: it has DESC columns): the claim's free-item search and
     # the progress count look items up by done_count without walking every finished item first (with
-    # the query's other conditions that was O(items) per click), and for each done_count value the
-    # index is already in serving order, priority DESC then id, so the claim reads the first 50 of each
-    # value instead of sorting every free item (queries.py: ClickSQL.free_items).
+    # the query's other conditions that was O(items) per click), and the index is in serving order,
+    # started items first, then priority DESC, then id, so the claim reads the first 50 free items
+    # without sorting every one (queries.py: ClickSQL.free_items).
     __table_args__ = (UniqueConstraint("prompt_id", "round"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id"), index=True)
@@ -88,7 +88,7 @@ class Item(Base):
     candidates: Mapped[list["Candidate"]] = relationship(order_by="Candidate.position")
 
 
-Index("ix_items_claim_order", Item.done_count, Item.priority.desc(), Item.id)
+Index("ix_items_claim_order", Item.done_count.desc(), Item.priority.desc(), Item.id)
 
 
 class Candidate(Base):
