@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.reward_hh import run_in_child  # noqa: E402
+from benchmarks.reward_hh import end_children_on_sigterm, run_in_child  # noqa: E402
 from ranktune.jsonl import write_json_atomic  # noqa: E402
 from ranktune.runs import run_dir  # noqa: E402
 from report.active_learning import FILE, curves, labels_saved  # noqa: E402
@@ -251,6 +251,7 @@ def main() -> None:
               "--eval_fraction", "0", "--ensemble_size", str(opts.ensemble_size), "--normalization_samples", "128",
               "--disable_tqdm", "true", "--save_strategy", "no", *extra]
     ctx = multiprocessing.get_context("spawn")
+    end_children_on_sigterm()
     learning_curves = [run_curve(ctx, m, seed, candidates, held_out, budgets, opts, common, root)
               for seed in range(opts.seeds) for m in methods]
     results = {"budgets": budgets, "methods": methods, "seeds": opts.seeds, "report_split": opts.report_split,

@@ -20,6 +20,7 @@ import argparse
 import json
 import multiprocessing
 import resource
+import signal
 import sys
 import tempfile
 import time
@@ -72,12 +73,19 @@ def write_train_file(data: str, train: list, folder: Path) -> tuple[Path, dict[i
     return out, rows
 
 
+def end_children_on_sigterm() -> None:
+    """A kill of the benchmark (SIGTERM) exits through Python, whose exit ends daemonic children: an
+    orphaned child would go on training and writing into the folders a rerun uses."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
 def run_in_child(ctx, target, args: tuple) -> tuple[dict | None, int]:
     """Run target(*args, queue) in a fresh process (so its peak memory is its own): (what it put, exit code).
     The queue is read before join: a child blocks on exit until its queue is drained, so a result larger
     than a pipe's buffer would otherwise hang both."""
     queue = ctx.Queue()
-    proc = ctx.Process(target=target, args=(*args, queue))
+    # daemon: ended with this process (see `end_children_on_sigterm`), never left training on its own
+    proc = ctx.Process(target=target, args=(*args, queue), daemon=True)
     proc.start()
     result = None
     while result is None and (proc.is_alive() or not queue.empty()):
@@ -156,6 +164,7 @@ def main() -> None:
           f"training file {train_file}; settings {names}", flush=True)
 
     ctx = multiprocessing.get_context("spawn")
+    end_children_on_sigterm()
     results = []
     for i, name in enumerate(names):
         args = common + ["--run", f"setting-{i}"] + setting_args(name)
