@@ -203,14 +203,19 @@ def run_reward(model_dir, data, runs_dir, *extra, run="t"):
     ])
 
 
+def sft_style_answers(n: int) -> list[dict]:
+    """`n` prompt + completion records unlike the training rankings' prompts, to normalise on (seeded)."""
+    rng = random.Random(1)
+    return [{"prompt": f"Another question {i}: " + " ".join(rng.choices(FILLER, k=30)),
+             "completion": _answer(rng, rng.choice(["thank you", "hello", "terrible"]))} for i in range(n)]
+
+
 @pytest.fixture(scope="module")
 def trained(tiny_llama, tmp_path_factory):
     """One pairwise run on the keyword task, with separate SFT-style answers to normalise on."""
     tmp = tmp_path_factory.mktemp("reward")
     data = write_jsonl(tmp / "rankings.jsonl", keyword_task(96))
-    rng = random.Random(1)
-    sft_answers = [{"prompt": f"Another question {i}: " + " ".join(rng.choices(FILLER, k=30)),
-                    "completion": _answer(rng, rng.choice(["thank you", "hello", "terrible"]))} for i in range(60)]
+    sft_answers = sft_style_answers(60)
     norm = write_jsonl(tmp / "sft_answers.jsonl", sft_answers)
     final = run_reward(tiny_llama, data, tmp / "runs", "--normalization_data", str(norm))
     return final, sft_answers

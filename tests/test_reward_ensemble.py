@@ -21,7 +21,7 @@ from reward.data import bootstrap_counts, to_dataset
 from reward.losses import ensemble_loss, pairwise_loss
 from reward.records import Ranking
 from reward.trainer import RankingRewardConfig
-from test_reward import FILLER, _answer, keyword_task, run_reward, write_jsonl
+from test_reward import keyword_task, run_reward, sft_style_answers, write_jsonl
 from test_reward_serve import ANSWERS, ENDED, PROMPTS, serving
 
 MEMBER_NORMS = [{"gain": 1.0, "bias": 0.0}, {"gain": 2.0, "bias": -0.5}, {"gain": 0.5, "bias": 0.25}]
@@ -163,13 +163,9 @@ def test_identical_members_have_zero_spread_and_their_mean_is_each_member(random
 
 @pytest.fixture(scope="module")
 def trained_ensemble(tiny_llama, tmp_path_factory):
-    import random
-
     tmp = tmp_path_factory.mktemp("reward-ensemble")
     data = write_jsonl(tmp / "rankings.jsonl", keyword_task(64))
-    rng = random.Random(1)
-    sft = [{"prompt": f"Another question {i}: " + " ".join(rng.choices(FILLER, k=30)),
-            "completion": _answer(rng, rng.choice(["thank you", "hello", "terrible"]))} for i in range(40)]
+    sft = sft_style_answers(40)
     norm = write_jsonl(tmp / "sft_answers.jsonl", sft)
     final = run_reward(tiny_llama, data, tmp / "runs", "--ensemble_size", "3", "--normalization_data", str(norm))
     return final, sft, keyword_task(64)
