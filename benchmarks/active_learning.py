@@ -150,8 +150,10 @@ def mean_scores(member_rows: list) -> list[list[float]]:
 # ---- the experiment ----------------------------------------------------------------------------
 
 def run_curve(ctx, method: str, seed: int, candidates: list, held_out: dict, budgets: list[int], opts,
-              common: list[str], root: Path) -> list[dict]:
-    """One learning curve: [{budget, agreement per held-out set, train_seconds}]."""
+              common: list[str], root: Path, shared: dict) -> list[dict]:
+    """One learning curve: [{budget, agreement per held-out set, train_seconds}]. `shared` holds the
+    results of models already trained, by (seed, items): both methods start from the same random
+    items, so the first point is trained once per seed (scoring the pool too when uncertainty follows)."""
     import torch
 
     import numpy as np
@@ -178,12 +180,18 @@ def run_curve(ctx, method: str, seed: int, candidates: list, held_out: dict, bud
         write_rankings([candidates[i] for i in chosen], opts.panel_seed, data)
         score_sets = dict(held_out)
         last = step == len(budgets) - 1
-        if method == "uncertainty" and not last:
+        if "uncertainty" in opts.method_list and not last and (method == "uncertainty" or step == 0):
             score_sets["pool"] = candidates
-        args = common + ["--data", str(data), "--runs_dir", str(folder / "runs"), "--run", "rm", "--seed", str(seed)]
-        result, code = run_in_child(ctx, train_and_score, (args, score_sets, opts.threads or torch.get_num_threads()))
-        if code != 0 or result is None:
-            raise SystemExit(f"{method} seed {seed} budget {budget}: reward training failed (exit code {code})")
+        key = (seed, tuple(chosen))
+        if key in shared:
+            result = dict(shared[key])
+        else:
+            args = common + ["--data", str(data), "--runs_dir", str(folder / "runs"), "--run", "rm", "--seed", str(seed)]
+            result, code = run_in_child(ctx, train_and_score, (args, score_sets, opts.threads or torch.get_num_threads()))
+            if code != 0 or result is None:
+                raise SystemExit(f"{method} seed {seed} budget {budget}: reward training failed (exit code {code})")
+            if step == 0:
+                shared[key] = dict(result)
         if "pool" in result:
             pool_members = result.pop("pool")
         point = {"method": method, "seed": seed, "budget": budget, "train_seconds": result["train_seconds"]}
@@ -212,6 +220,8 @@ def main() -> None:
     parser.add_argument("--gold_margin", type=float, default=0.25)
     parser.add_argument("--panel_seed", type=int, default=0)
     parser.add_argument("--report_split", default="test", choices=("validation", "test"))
+    parser.add_argument("--held_out", default="validation,test",
+                        help="the held-out sets each model is scored on (scoring costs ~1 s per 10 answers here)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=None, help="pool cache and results (default: a temp folder)")
     parser.add_argument("--run", default=None, help="also write runs/<run>/active_learning.json for its report")
@@ -240,11 +250,15 @@ def main() -> None:
     candidates, validation, test = split_prompts(pool, opts.validation_prompts, opts.test_prompts, 12345)
     if budgets[-1] > len(candidates):
         parser.error(f"the largest budget ({budgets[-1]}) exceeds the {len(candidates)} candidate items")
-    held_out = {"validation": validation, "test": test}
+    splits = [h for h in opts.held_out.split(",") if h]
+    if opts.report_split not in splits or not set(splits) <= {"validation", "test"}:
+        parser.error("--held_out is validation and/or test, and includes --report_split")
+    held_out = {name: items for name, items in (("validation", validation), ("test", test)) if name in splits}
+    opts.method_list = methods
     opts.pairs = {name: gold_pairs(items, opts.gold_margin) for name, items in held_out.items()}
-    print(f"{len(candidates)} candidate items, {len(validation)} validation items "
-          f"({len(opts.pairs['validation'])} gold pairs), {len(test)} test items ({len(opts.pairs['test'])} gold "
-          f"pairs); budgets {budgets}; {opts.seeds} seeds; methods {methods}", flush=True)
+    print(f"{len(candidates)} candidate items; held out: " + ", ".join(
+          f"{len(items)} {name} items ({len(opts.pairs[name])} gold pairs)" for name, items in held_out.items())
+          + f"; budgets {budgets}; {opts.seeds} seeds; methods {methods}", flush=True)
 
     config = Path(__file__).resolve().parent.parent / "configs" / "reward.yaml"
     common = ["--config", str(config), "--model_name_or_path", opts.reward_base or opts.policy,
@@ -252,8 +266,9 @@ def main() -> None:
               "--disable_tqdm", "true", "--save_strategy", "no", *extra]
     ctx = multiprocessing.get_context("spawn")
     end_children_on_sigterm()
-    learning_curves = [run_curve(ctx, m, seed, candidates, held_out, budgets, opts, common, root)
-              for seed in range(opts.seeds) for m in methods]
+    shared: dict = {}
+    learning_curves = [run_curve(ctx, m, seed, candidates, held_out, budgets, opts, common, root, shared)
+                       for seed in range(opts.seeds) for m in methods]
     results = {"budgets": budgets, "methods": methods, "seeds": opts.seeds, "report_split": opts.report_split,
                "points": [p for c in learning_curves for p in c], "reward_args": extra,
                "settings": {k: v for k, v in vars(opts).items() if k != "pairs"},
