@@ -18,7 +18,8 @@ click of the page needs - record the submission, claim the next item, count prog
 transaction too (`submit_and_next`): all of it lands, or none of it.
 
 The values handed out (Task, Submitted, Progress, Turn) live in tasks.py, the read-outs for the
-export and the admin tab in readout.py, the items generate --select chose in selected_items.py.
+export and the admin tab in readout.py, the items generate --select chose in selected_items.py, imports from other tools in
+imported_items.py.
 """
 
 from __future__ import annotations
@@ -28,20 +29,20 @@ import secrets
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 from sqlalchemy import select, true
 from sqlalchemy.orm import Session
 
-from labeling_ui.accounts import NAME_RE, Accounts, hash_password
+from labeling_ui.accounts import Accounts
 from labeling_ui.api.tokens import ApiTokens
 from labeling_ui.db import Database, sqlite_url, utcnow
+from labeling_ui.imported_items import StoreImports
 from labeling_ui.queries import ClickSQL
 from labeling_ui.questions import question as question_type
 from labeling_ui.readout import StoreReads
 from labeling_ui.review import StoreReviews
-from labeling_ui.schema import (DONE, FLAG_KINDS, OPEN, RELEASED, SKIPPED, Assignment, Candidate, Item, Prompt,
-                                Ranking, Reviewer)
+from labeling_ui.schema import DONE, FLAG_KINDS, OPEN, RELEASED, SKIPPED, Candidate, Item, Prompt, Ranking
 from labeling_ui.selected_items import StoreSelections
 from labeling_ui.tasks import (MAX_COMMENT_CHARS, MAX_DEMONSTRATION_CHARS, TOKEN_RE, Answer, Previous, Progress,
                                SubmitError, Submitted, Task, Turn, UnknownReviewer, answer_label, check_ranks,
@@ -50,15 +51,12 @@ from ranktune.errors import InputError
 from ranktune.prompting import prompt_text
 from ranktune.runs import run_dir
 
-if TYPE_CHECKING:
-    from labeling_ui.formats.base import ImportItem
-
 __all__ = ["LabelStore", "SubmitError", "UnknownReviewer", "Task", "Answer", "Previous", "Submitted", "Progress",
            "Turn", "answer_label", "check_ranks", "prompt_key", "TOKEN_RE", "MAX_COMMENT_CHARS",
            "MAX_DEMONSTRATION_CHARS"]
 
 
-class LabelStore(StoreReads, StoreReviews, StoreSelections):
+class LabelStore(StoreReads, StoreReviews, StoreSelections, StoreImports):
     COUNT_UP_TO = 100  # a click's progress counts this many items left at most ("100+ left")
 
     def __init__(self, url: str, overlap: int = 2, claim_timeout_s: float = 1800, round: int | None = None,
@@ -139,98 +137,6 @@ class LabelStore(StoreReads, StoreReviews, StoreSelections):
                             round=round, ended=bool(end), num_tokens=num_tokens[i] if num_tokens else None,
                             generation=generations[i] if generations else generation, created_at=now))
         return item.id
-
-    # ---- imports (labeling_ui/formats/) ------------------------------------------------------
-
-    IMPORT_TOKEN_PREFIX = "import-"  # an imported ranking's submit token: import-<format>-<random>
-
-    def round_question(self, round: int) -> str | None:
-        """The question type of `round`'s items (None: the round has no items yet)."""
-        with self.db.read() as s:
-            return s.scalar(select(Item.question).where(Item.round == round).limit(1))
-
-    def import_items(self, items: Sequence["ImportItem"], round: int, question: str, actor: str, fmt: str,
-                     source: str = "", dry_run: bool = False) -> dict:
-        """Items and their rankings from another tool, all in one transaction: nothing is half-imported.
-
-        Every item goes into `round`, asked `question` (which must be the round's, if it has items);
-        an item whose prompt the round already has is left out and counted (`already_in_round`),
-        rankings and all. Each ranking is one submission by its reviewer (an account is made for
-        a name the store lacks, with an unusable random password), with a submit token
-        `import-<fmt>-...` that tells it from a ranking made in the app. Errors are InputErrors
-        naming the record (`where`) and field. `dry_run`: all the same checks and counts, then the
-        transaction is rolled back."""
-        from labeling_ui.review import GOLD_ROUND
-
-        if round == GOLD_ROUND:
-            raise InputError(f"round {GOLD_ROUND} holds the gold items; import into a round from 1 up", field="round")
-        asked = question_type(question)
-
-        def run(s: Session) -> dict:
-            now = self.clock()
-            held = s.scalar(select(Item.question).where(Item.round == round, Item.question != question).limit(1))
-            if held is not None:
-                raise InputError(f"round {round} asks the {held} question, not {question}: import with --question "
-                                 f"{held}, or into another round", field="question")
-            reviewers: dict[str, int] = {}
-            stats = {"round": round, "question": question, "items": 0, "answers": 0, "rankings": 0,
-                     "already_in_round": 0, "reviewers_added": []}
-            for it in items:
-                unfit = asked.fits(len(it.answers))
-                if unfit:
-                    raise InputError(unfit, it.where, field="answers")
-                names = [label.reviewer for label in it.labels]
-                twice = next((n for n in names if names.count(n) > 1), None)
-                if twice is not None:
-                    raise InputError(f"reviewer '{twice}' ranks this item twice", it.where, field="reviewer")
-                policy = "+".join(dict.fromkeys(it.models))
-                item_id = self._insert_item(s, it.prompt, it.answers, it.ended, policy, round, now, None, None,
-                                            question, policies=it.models, generations=it.generations)
-                if item_id is None:
-                    stats["already_in_round"] += 1
-                    continue
-                stats["items"] += 1
-                stats["answers"] += len(it.answers)
-                shown = list(range(len(it.answers)))
-                for label in it.labels:
-                    if label.reviewer not in reviewers:
-                        reviewers[label.reviewer] = self._import_reviewer(s, label.reviewer, label.where, now, stats)
-                    me = reviewers[label.reviewer]
-                    a = Assignment(item_id=item_id, reviewer_id=me, status=DONE, claimed_at=now, expires_at=now,
-                                   closed_at=now, shown=shown)
-                    s.add(a)
-                    s.flush()
-                    token = f"{self.IMPORT_TOKEN_PREFIX}{fmt}-{secrets.token_hex(12)}"
-                    self._insert_submission(s, a.id, item_id, me, now, list(label.ranks), label.response, shown,
-                                            False, token)
-                    s.execute(self.sql.count_done, {"item": item_id, "change": 1})
-                    stats["rankings"] += 1
-            self._audit(s, actor, "import", source, format=fmt, round=round, question=question,
-                        items=stats["items"], rankings=stats["rankings"], already_in_round=stats["already_in_round"],
-                        reviewers_added=stats["reviewers_added"])
-            if dry_run:
-                raise _RolledBack(stats)
-            return stats
-
-        try:
-            return self.db.retry(run) | {"dry_run": False}
-        except _RolledBack as done:
-            return done.stats | {"dry_run": True}
-
-    @staticmethod
-    def _import_reviewer(s: Session, name: str, where: str | None, now: datetime, stats: dict) -> int:
-        """The id of reviewer `name` (disabled or not), made first if missing (no usable password)."""
-        row = s.scalar(select(Reviewer).where(Reviewer.name == name))
-        if row is None:
-            if not NAME_RE.match(name):
-                raise InputError("reviewer names are 1-64 letters, digits or _ . @ - (starting with a letter or "
-                                 f"digit), not {name!r}", where, field="reviewer")
-            row = Reviewer(name=name, password_hash=hash_password(secrets.token_urlsafe(24)), is_admin=False,
-                           disabled=False, created_at=now)
-            s.add(row)
-            s.flush()
-            stats["reviewers_added"].append(name)
-        return row.id
 
     # ---- assignment ------------------------------------------------------------------------
 
@@ -454,14 +360,6 @@ class LabelStore(StoreReads, StoreReviews, StoreSelections):
         since = now.replace(hour=0, minute=0, second=0, microsecond=0)
         today = s.execute(self.sql.my_today, {"me": me, "since": since}).scalar()
         return Progress(counts.get(False, 0), counts.get(True, 0), remaining, today, more)
-
-
-class _RolledBack(Exception):
-    """Ends a dry-run import's transaction (rolled back) with what it would have stored."""
-
-    def __init__(self, stats: dict):
-        super().__init__("dry run")
-        self.stats = stats
 
 
 def _reply(ranks: Sequence | None, reply: dict | None) -> dict | None:
