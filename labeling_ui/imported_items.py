@@ -77,8 +77,11 @@ class StoreImports:
                 if twice is not None:
                     raise InputError(f"reviewer '{twice}' ranks this item twice", it.where, field="reviewer")
                 policy = "+".join(dict.fromkeys(it.models))
+                given = it.priority is not None
                 item_id = self._insert_item(s, it.prompt, it.answers, it.ended, policy, round, now, None, None,
-                                            question, policies=it.models, generations=it.generations)
+                                            question, policies=it.models, generations=it.generations,
+                                            priority=it.priority if given else 0.0,
+                                            selection={"method": "given", "source": fmt} if given else None)
                 if item_id is None:
                     stats["already_in_round"] += 1
                     continue

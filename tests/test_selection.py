@@ -329,3 +329,34 @@ def test_the_loop_passes_select_to_rounds_after_the_first(tmp_path, monkeypatch,
     loop.main(["--run", "one", "--rounds", "2", *common])
     assert all("--select" not in args and len(pool) == 5 for args, pool in generated)
     assert "needs an ensemble" in capsys.readouterr().out
+
+
+def test_items_imported_or_pushed_with_a_priority_are_served_by_it(tmp_path):
+    """Another tool's selector (or an API client) can say which items are worth a reviewer's time first."""
+    from labeling_ui.formats import import_file
+
+    store = LabelStore(sqlite_url(tmp_path / "labels.db"), overlap=1, shuffle=False)
+    store.accounts.add("ann", PASSWORD)
+    records = [{"prompt": "low", "answers": ["a", "b"]},
+               {"prompt": "high", "answers": ["a", "b"], "priority": 3},
+               {"prompt": "middle", "answers": ["a", "b"], "priority": 0.5},
+               {"prompt": "high", "answers": ["a", "b"], "priority": 1.5}]  # the same item again: its highest stays
+    path = tmp_path / "items.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert import_file(store, "jsonl", path, 1, None, "admin:test")["items"] == 3
+    served = []
+    while (task := store.next_task("ann")) is not None:
+        served.append(task.prompt)
+        store.submit("ann", task.assignment_id, [1, 2], token=f"ann-token-{len(served)}")
+    assert served == ["high", "middle", "low"]
+    with store.db.read() as s:
+        rows = dict(s.execute(text("SELECT prompts.text, items.selection FROM items JOIN prompts "
+                                   "ON prompts.id = items.prompt_id")).all())
+    assert json.loads(rows["high"]) == {"method": "given", "source": "jsonl"} and json.loads(rows["low"]) is None
+    bad = tmp_path / "bad.jsonl"
+    for value in ("soon", True, float("inf")):
+        bad.write_text(json.dumps({"prompt": "p", "answers": ["a", "b"], "priority": value}) + "\n")
+        with pytest.raises(InputError) as err:
+            import_file(store, "jsonl", bad, 2, None, "admin:test")
+        assert err.value.field == "priority" and "bad.jsonl:1" in str(err.value)
+    store.close()

@@ -55,6 +55,9 @@ class ImportItem:
     # Per answer, where it came from ({"imported_from": format, "record": id, "answer": id}), kept as the
     # candidate's `generation` so an export in the same format can give the ids back.
     generations: list[dict] | None = None
+    # served before items of lower priority, like the items `generate --select` chose (labeling_ui/selection.py);
+    # None: the file gave none (0, served in the store's order)
+    priority: float | None = None
 
 
 @dataclass
@@ -116,7 +119,8 @@ class Format:
 
 def merge_same(items: list[ImportItem]) -> list[ImportItem]:
     """Records of one prompt with the same answers are one item: their rankings are joined (a file with one
-    line per ranking, like our own rankings.jsonl). The first record's models, ended flags and ids stay."""
+    line per ranking, like our own rankings.jsonl). The first record's models, ended flags and ids stay; the
+    highest priority any of them gives is the item's."""
     from labeling_ui.tasks import prompt_key
 
     first: dict[tuple, ImportItem] = {}
@@ -125,6 +129,9 @@ def merge_same(items: list[ImportItem]) -> list[ImportItem]:
         key = (prompt_key(item.prompt), tuple(item.answers))
         if key in first:
             first[key].labels.extend(item.labels)
+            if item.priority is not None:
+                kept = first[key].priority
+                first[key].priority = item.priority if kept is None else max(kept, item.priority)
         else:
             first[key] = item
             out.append(item)

@@ -9,7 +9,8 @@ One record per item (docs/label-formats.md has the full schema):
      "ended": [true, ...] | true,                optional: the writer stopped by itself (default true)
      "ranks": [1, 2, 2], "reviewer": "name",     optional: an existing ranking (1 = best, ties share a rank)
      "strength": 0-3 (pairwise rounds), "scores": [1-7, ...] (rating rounds, instead of ranks),
-     "rankings": [{"reviewer", "ranks" | "scores", "strength"?}, ...]}   optional: several reviewers' answers
+     "rankings": [{"reviewer", "ranks" | "scores", "strength"?}, ...],   optional: several reviewers' answers
+     "priority": 2.5}                            optional: items of higher priority are served first (default 0)
 
 Records of one prompt with the same answers are one item with all their rankings (a file with a
 line per ranking, like our export's rankings.jsonl, imports as it was ranked). A folder is read with `datasets.load_from_disk` (a Dataset, or a DatasetDict with one split or a
@@ -17,6 +18,8 @@ line per ranking, like our export's rankings.jsonl, imports as it was ranked). A
 """
 
 from __future__ import annotations
+
+import math
 
 from pathlib import Path
 from typing import Any
@@ -93,7 +96,18 @@ def item_from(obj: dict, where: str, question: str, record: Any) -> ImportItem:
         labels.append(make_label(question, check_reviewer(r.get("reviewer"), where, f"{name}.reviewer"),
                                  r.get("ranks"), k, where, f"{name}.ranks", strength=r.get("strength"),
                                  scores=r.get("scores")))
-    return ImportItem(prompt, texts, ended, models, labels, where, provenance("jsonl", record, [None] * k))
+    return ImportItem(prompt, texts, ended, models, labels, where, provenance("jsonl", record, [None] * k),
+                      priority=_priority(obj.get("priority"), where))
+
+
+def _priority(value: Any, where: str) -> float | None:
+    """An optional finite number: items of higher priority are served first."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InputError(f"expected a finite number (higher is served first), got {value!r}", where,
+                         field="priority")
+    return float(value)
 
 
 class Jsonl(Format):
