@@ -24,6 +24,7 @@ from report.arena import arena_section
 from report.figures import proxy_vs_gold, rounds_summary
 from report.html import _img, _json, _jsonl, _num, _table, _td
 from report.methods import methods_section
+from report.overoptimisation import overoptimisation_section
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
@@ -200,6 +201,7 @@ def build(run: Path) -> Path:
              "<h2>5. PPO and the alternatives</h2>", methods_section(run, figures),
              "<h2>6. Before and after</h2>", samples_section(rounds)]
     extra = [("Choosing what to label", active_learning_section(run, figures)),  # "": no such experiment
+             ("Over-optimisation", overoptimisation_section(run, figures)),
              ("Arena", arena_section(run, figures))]  # "": the run's label store has no Arena votes
     for n, (title, section) in enumerate([(t, x) for t, x in extra if x], start=7):
         parts += [f"<h2>{n}. {title}</h2>", section]
