@@ -16,7 +16,8 @@
    - uncertainty: the first budget is the same random start; each later step sends the candidates
      the last model's members disagree on most (labeling_ui/selection.py: BALD plus diversity).
 5. Labels saved, per seed: 1 - (the budget at which the active curve reaches random's final
-   agreement, linear between budgets) / random's final budget (report/active_learning.py).
+   agreement, linear between budgets) / (the budget at which random's own curve first reaches it: its
+   final budget when the curve rises; on a flat curve nothing is saved) (report/active_learning.py).
 """
 
 from __future__ import annotations

@@ -51,20 +51,23 @@ def budget_to_reach(curve: list[tuple[int, float]], target: float) -> float | No
 
 
 def labels_saved(results: dict, split: str) -> dict | None:
-    """Per seed: 1 - (rankings active selection needed to reach random's final agreement) / random's
-    final budget; a seed where it never got there counts 0 saved. None without both methods."""
+    """Per seed: 1 - (rankings active selection needed to reach random's final agreement) / (rankings random
+    order itself needed to first reach it); a seed where active never got there counts 0 saved. Random's own
+    need is its final budget when its curve rises, less when it got there earlier: on a flat curve nothing
+    is saved, however early active selection gets there. None without both methods."""
     if not {"random", "uncertainty"} <= set(results["methods"]):
         return None
-    final = results["budgets"][-1]
     per_seed, reached = [], []
     for seed in sorted({p["seed"] for p in results["points"]}):
         by = {m: sorted((p["budget"], p[split]) for p in results["points"] if p["method"] == m and p["seed"] == seed)
               for m in ("random", "uncertainty")}
-        if not by["random"] or len(by["uncertainty"]) != len(results["budgets"]):
+        if len(by["random"]) != len(results["budgets"]) or len(by["uncertainty"]) != len(results["budgets"]):
             continue
-        need = budget_to_reach(by["uncertainty"], by["random"][-1][1])
+        target = by["random"][-1][1]
+        baseline = budget_to_reach(by["random"], target)
+        need = budget_to_reach(by["uncertainty"], target)
         reached.append(need is not None)
-        per_seed.append(1 - need / final if need is not None else 0.0)
+        per_seed.append(1 - need / baseline if need is not None else 0.0)
     if not per_seed:
         return None
     mean, se = mean_se(per_seed)
@@ -118,5 +121,5 @@ def active_learning_section(run: Path, figures: Path) -> str:
         parts.append(f"<p><b>Labels saved: {100 * saved['mean']:.0f}%</b> (s.e. {100 * saved['se']:.0f}%, per seed "
                      + ", ".join(f"{100 * s:.0f}%" for s in saved["per_seed"])
                      + f"): choosing by disagreement {verdict} with that share fewer rankings than random order "
-                     f"used ({results['budgets'][-1]}).</p>")
+                     f"needed to first reach it (at most {results['budgets'][-1]}).</p>")
     return "".join(parts)

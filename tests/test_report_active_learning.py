@@ -45,3 +45,13 @@ def test_the_report_shows_the_curve_only_when_the_run_has_one(tmp_path):
     assert "data:image/png;base64," in section and (run / "report" / "active_learning.png").stat().st_size > 1000
     # active reaches random's final 0.75 at 160 of 320: half the labels
     assert "Labels saved: 50%" in section
+
+
+def test_nothing_is_saved_where_random_order_already_had_its_final_agreement_early():
+    # the reward model stops improving after 40 rankings: both methods are there at the shared start
+    flat = [[0.67, 0.665, 0.67, 0.67]] * 2
+    saved = labels_saved(_results(flat, flat), "test")
+    assert saved["per_seed"] == pytest.approx([0.0, 0.0]) and all(saved["reached"])
+    # random first reaches its final 0.70 at 160 (of 320); active at 80: half of random's own need saved
+    saved = labels_saved(_results([[0.6, 0.7, 0.7, 0.7]], [[0.6, 0.65, 0.7, 0.7]]), "test")
+    assert saved["per_seed"] == pytest.approx([0.5])
