@@ -107,9 +107,9 @@ def main() -> None:
                 raise SystemExit(f"{m} seed {seed}: PPO failed (exit code {code})")
             runs.append({"method": m, "seed": seed, **result})
             last = result["updates"][-1]
+            held_out = [result["eval"].get("sft_gold"), result["eval"].get("ppo_gold")]
             print(json.dumps({"method": m, "seed": seed, "final_kl": last["kl"], "final_gold": last["gold"],
-                              "eval_gold": [result["eval"].get("sft_gold"), result["eval"].get("ppo_gold")], "seconds": result["train_seconds"]}),
-                  flush=True)
+                              "eval_gold": held_out, "seconds": result["train_seconds"]}), flush=True)
     results = {"methods": methods, "reference": "single", "conservative": conservative, "seeds": a.seeds,
                "runs": runs, "settings": {k: v for k, v in vars(a).items()}, "rlhf_args": extra}
     write_json_atomic(out / "results.json", results)

@@ -18,7 +18,6 @@ import argparse
 import contextlib
 import functools
 import json
-import math
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.ppo_vs_trl import SETTINGS, split_prompts  # noqa: E402
+from report.active_learning import mean_se  # noqa: E402
 
 
 class PhaseTimer:
@@ -143,13 +143,6 @@ def install(timer: PhaseTimer) -> None:
                lambda *a, **k: f"PPO epoch {timer.last_epoch()}: backward")
     timer.wrap(accelerate.Accelerator, "clip_grad_norm_", "optimizer (clip, step)")
     timer.wrap(AcceleratedOptimizer, "step", "optimizer (clip, step)")
-
-
-def mean_se(xs: list[float]) -> tuple[float, float]:
-    m = sum(xs) / len(xs)
-    if len(xs) < 2:
-        return m, float("nan")
-    return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1) / len(xs))
 
 
 def summarise(updates: list[dict[str, float]], skip: int) -> dict:

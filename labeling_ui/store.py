@@ -18,8 +18,8 @@ click of the page needs - record the submission, claim the next item, count prog
 transaction too (`submit_and_next`): all of it lands, or none of it.
 
 The values handed out (Task, Submitted, Progress, Turn) live in tasks.py, the read-outs for the
-export and the admin tab in readout.py, the items generate --select chose in selected_items.py, imports from other tools in
-imported_items.py.
+export and the admin tab in readout.py, the items generate --select chose in selected_items.py,
+imports from other tools in imported_items.py.
 """
 
 from __future__ import annotations

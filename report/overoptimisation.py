@@ -16,17 +16,11 @@ import math
 from pathlib import Path
 
 from ranktune.plots import _figure, save_figure
+from report.active_learning import mean_se
 from report.html import _img, _json, _num, _table, _td
 
 FILE = "overoptimisation.json"
 BINS = 6
-
-
-def mean_se(xs: list[float]) -> tuple[float, float]:
-    m = sum(xs) / len(xs)
-    if len(xs) < 2:
-        return m, float("nan")
-    return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1) / len(xs))
 
 
 def kl_edges(results: dict, bins: int = BINS) -> list[float]:

@@ -20,7 +20,6 @@ line per ranking, like our export's rankings.jsonl, imports as it was ranked). A
 from __future__ import annotations
 
 import math
-
 from pathlib import Path
 from typing import Any
 
