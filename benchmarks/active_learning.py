@@ -44,7 +44,7 @@ METHODS = ("random", "uncertainty")
 # ---- the pool ----------------------------------------------------------------------------------
 
 def build_pool(policy: str, prompts: list, k: int, answer_sets: int, max_new_tokens: int, seed: int,
-               batch_size: int = 16) -> list[dict]:
+               batch_size: int = 16, sampling_weights: str = "fp32") -> list[dict]:
     """[{item, prompt, answers, ended}]: `answer_sets` items of K sampled answers per prompt."""
     import torch
     from tqdm.auto import tqdm
@@ -54,8 +54,11 @@ def build_pool(policy: str, prompts: list, k: int, answer_sets: int, max_new_tok
     from ranktune.models import load_causal_lm
 
     torch.manual_seed(seed)
+    from ranktune.quantize import sampling_model
+
     model, tokenizer = load_causal_lm(policy)
-    args = GenerateArguments(k=k, max_new_tokens=max_new_tokens)
+    model = sampling_model(model.eval(), sampling_weights)
+    args = GenerateArguments(k=k, max_new_tokens=max_new_tokens, sampling_weights=sampling_weights)
     pool = []
     todo = [(p, s) for s in range(answer_sets) for p in prompts]
     for i in tqdm(range(0, len(todo), batch_size), desc="pool answers"):
@@ -211,6 +214,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--answer_sets", type=int, default=2, help="items per prompt in the pool")
     parser.add_argument("--max_new_tokens", type=int, default=48)
+    parser.add_argument("--sampling_weights", default="fp32", choices=("fp32", "int8"),
+                        help="int8: the pool's answers from an int8 copy of the policy (~2.7x faster here)")
     parser.add_argument("--validation_prompts", type=int, default=40)
     parser.add_argument("--test_prompts", type=int, default=60)
     parser.add_argument("--budgets", default="40,80,160,320")
@@ -243,7 +248,8 @@ def main() -> None:
     else:
         prompts = [r["prompt"] for r in read_prompts(opts.prompts)]
         start = time.time()
-        pool = build_pool(opts.policy, prompts, opts.k, opts.answer_sets, opts.max_new_tokens, opts.panel_seed)
+        pool = build_pool(opts.policy, prompts, opts.k, opts.answer_sets, opts.max_new_tokens, opts.panel_seed,
+                          sampling_weights=opts.sampling_weights)
         tmp = pool_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(pool))
         tmp.rename(pool_file)

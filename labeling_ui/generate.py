@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from ranktune.errors import InputError
 from ranktune.models import load_causal_lm
 from ranktune.prompting import prompt_text, render_prompt
+from ranktune.quantize import check_sampling_weights, sampling_model
 
 from labeling_ui.config import GenerateArguments
 from labeling_ui.selected_items import ChosenItem
@@ -103,8 +104,7 @@ def _load_policy(args: GenerateArguments):
 
     torch.manual_seed(args.seed)
     model, tokenizer = load_causal_lm(args.policy)
-    model.eval()
-    return model, tokenizer
+    return sampling_model(model.eval(), args.sampling_weights), tokenizer
 
 
 def _sampled(model, tokenizer, todo: list, args: GenerateArguments, desc: str):
@@ -126,6 +126,9 @@ def generate(store: LabelStore, prompts: list, args: GenerateArguments, round: i
 
     if args.engine not in ENGINES:
         raise InputError(f"must be one of {', '.join(ENGINES)}, got '{args.engine}'", field="engine")
+    check_sampling_weights(args.sampling_weights)
+    if args.sampling_weights != "fp32" and args.engine != "generate":
+        raise InputError("int8 sampling weights run with engine generate only", field="sampling_weights")
     done = store.items_in_round(round)
     seen, todo = set(), []
     for p in prompts:
@@ -135,7 +138,8 @@ def generate(store: LabelStore, prompts: list, args: GenerateArguments, round: i
             todo.append(p)
     stats = {"round": round, "policy": args.policy, "prompts": len(prompts), "already_done": len(done & {
         prompt_key(p) for p in prompts}), "duplicates": len(prompts) - len({prompt_key(p) for p in prompts}),
-             "items_written": 0, "answers_written": 0, "cut_off": 0, "select": args.select}
+             "items_written": 0, "answers_written": 0, "cut_off": 0, "select": args.select,
+             "sampling_weights": args.sampling_weights}
     if args.select != "order":
         return choose_and_write(store, todo, args, round, stats)
     if not todo:
