@@ -46,16 +46,27 @@ def setting_args(name: str) -> list[str]:
     return SETTINGS[base] + cli_args(overrides, learning_rate)
 
 
-def split(data: str, test_pairs: int, max_train: int | None, seed: int, folder: Path) -> tuple[Path, list]:
-    """Train file (plain JSONL, as `python -m reward` reads it) and the test rankings."""
+def split(data: str, test_pairs: int, validation_pairs: int, report: str, max_train: int | None, seed: int,
+          folder: Path) -> tuple[Path, list]:
+    """Train file (plain JSONL, as `python -m reward` reads it) and the held-out rankings `report` names.
+
+    Three prompt-disjoint parts: test (the same pairs for a given seed and --test_pairs as before the
+    validation part existed), validation (carved from the rest) and train. Settings are chosen on
+    validation, trained on train; the chosen one is then scored once on test (`--split test`), trained on
+    train + validation, the usual refit before a final test."""
     from reward.data import split_by_prompt, subsample
     from reward.records import read_rankings
 
     rankings, _ = read_rankings(data)
     train, test = split_by_prompt(rankings, test_pairs / len(rankings), seed)
+    train, validation = split_by_prompt(train, validation_pairs / len(train), seed + 1)
+    if report == "test":
+        train, held_out = train + validation, test
+    else:
+        held_out = validation
     train = subsample(train, max_train, seed)
     out, _ = write_train_file(data, train, folder)
-    return out, test
+    return out, held_out
 
 
 def line_number(ranking) -> int:
@@ -131,6 +142,11 @@ def main() -> None:
                              "of python -m reward and end in @LEARNING_RATE (lora+lora_top_layers=8@5e-4)")
     parser.add_argument("--max_train_rankings", type=int, default=None, help="train on a seeded sample")
     parser.add_argument("--test_pairs", type=int, default=150, help="about this many pairs held out, by prompt")
+    parser.add_argument("--validation_pairs", type=int, default=200,
+                        help="about this many more, by prompt, for choosing settings")
+    parser.add_argument("--split", default="validation", choices=("validation", "test"),
+                        help="score on validation pairs (choosing settings; train on the rest) or on test pairs "
+                             "(once, for the chosen setting; train on train + validation)")
     parser.add_argument("--max_length", type=int, default=320)
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--batch_size", type=int, default=4, help="pairs per forward pass")
@@ -151,7 +167,8 @@ def main() -> None:
 
     root = Path(opts.out) if opts.out else Path(tempfile.mkdtemp(prefix="reward-hh-"))
     root.mkdir(parents=True, exist_ok=True)
-    train_file, test = split(opts.data, opts.test_pairs, opts.max_train_rankings, opts.seed, root)
+    train_file, test = split(opts.data, opts.test_pairs, opts.validation_pairs, opts.split, opts.max_train_rankings,
+                             opts.seed, root)
     config = Path(__file__).resolve().parent.parent / "configs" / "reward.yaml"
     common = ["--config", str(config), "--model_name_or_path", opts.model, "--data", str(train_file),
               "--runs_dir", str(root / "runs"), "--eval_fraction", "0", "--max_length", str(opts.max_length),
@@ -160,7 +177,7 @@ def main() -> None:
               "--normalization_samples", str(opts.normalization_samples), "--seed", str(opts.seed),
               "--disable_tqdm", "true", "--save_strategy", "no", *extra]
     threads = opts.threads or torch.get_num_threads()
-    print(f"HH-RLHF: {len(test)} test pairs ({len({r.prompt_key for r in test})} prompts never trained on), "
+    print(f"HH-RLHF: {len(test)} {opts.split} pairs ({len({r.prompt_key for r in test})} prompts never trained on), "
           f"training file {train_file}; settings {names}", flush=True)
 
     ctx = multiprocessing.get_context("spawn")
@@ -179,8 +196,8 @@ def main() -> None:
         r["accuracy_se"] = clustered_ratio(r["cells"])[1]
         if r is not results[0]:  # paired with the first setting on the same test pairs
             r["minus_first"] = clustered_ratio(r["cells"], results[0]["cells"])
-    (root / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nHH-RLHF harmless, {opts.model}, max_length {opts.max_length}, {opts.epochs:g} epoch(s), "
+    (root / "results.json").write_text(json.dumps({"split": opts.split, "settings": results}, indent=2) + "\n")
+    print(f"\nHH-RLHF harmless, {opts.split} pairs, {opts.model}, max_length {opts.max_length}, {opts.epochs:g} epoch(s), "
           f"batch {opts.batch_size} x {opts.grad_accum} pairs; results in {root / 'results.json'}")
     w = max(9, *(len(r["setting"]) + 1 for r in results)) if results else 9
     print(f"{'setting':<{w}} {'train pairs':>11} {'steps':>5} {'test acc':>8} {'(s.e.)':>6} {'- first':>7} "
