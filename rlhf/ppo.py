@@ -1,4 +1,4 @@
-"""PPO for language models: `PPOConfig` beside `PPOTrainer`, in the shape of TRL's trainers.
+"""PPO for language models: `PPOTrainer` (its `PPOConfig` in rlhf/ppo_config.py), in the shape of TRL's trainers.
 
 One update, top to bottom (`PPOTrainer.step`):
 1. rollout: sample one answer per prompt from the policy (temperature T, KV cache), keeping the
@@ -17,20 +17,21 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer
 from trl.distributed import DistributedBackend
 from trl.models.utils import unwrap_model_for_generation
 
 from rlhf import layer_cache, ppo_math as M
-from ranktune.sampling import (ENGINES, Samples, answer_logprobs, answer_logprobs_and_entropy, response_logprobs,
+from ranktune.sampling import (Samples, answer_logprobs, answer_logprobs_and_entropy, response_logprobs,
                                sample, sample_continuous, sampling_config)
 from ranktune.gold import gold_score
 from ranktune.prompting import prompt_text
-from ranktune.aggregation import check_aggregation
 from ranktune.scoring import RewardScorer
+from rlhf.int8_sampling import Int8Sampling
+from rlhf.ppo_config import PPOConfig
 
 
 @dataclass
@@ -50,77 +51,6 @@ class Rollout:
     non_score: torch.Tensor | None = None    # (B, R) -kl_coef * kl
     advantages: torch.Tensor | None = None   # (B, R) GAE, whitened
     returns: torch.Tensor | None = None      # (B, R) GAE + values: the value targets
-
-
-@dataclass
-class PPOConfig(TrainingArguments):
-    """TrainingArguments plus PPO's own settings. `save_steps` and `logging_steps` count updates."""
-
-    total_episodes: int = field(default=512, metadata={"help": "Rollouts (prompt + sampled answer) in the whole run."})
-    num_ppo_epochs: int = field(default=4, metadata={"help": "Passes over each rollout batch."})
-    num_mini_batches: int = field(default=1, metadata={"help": "Optimizer steps per pass over a rollout batch."})
-    response_length: int = field(default=48, metadata={"help": "Most new tokens per answer."})
-    max_prompt_length: int = field(default=256, metadata={"help": "Prompts are cut from the left to this many tokens."})
-    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature, also used for every log-prob."})
-    kl_coef: float = field(default=0.05, metadata={"help": "Weight of the per-token KL penalty (initial value if adaptive)."})
-    kl_estimator: str = field(default="k1", metadata={"help": "KL estimator in the reward: k1 (log ratio) or k3."})
-    target_kl: float | None = field(
-        default=None, metadata={"help": "Adaptive KL (Ziegler et al.): steer kl_coef so the sequence KL to the "
-                                        "reference tracks this. None = fixed kl_coef. Not CleanRL's / old TRL's "
-                                        "target_kl (stop an update's epochs early once approx-KL passes it)."})
-    kl_horizon: int = field(default=10000, metadata={"help": "Adaptive KL horizon, in episodes."})
-    missing_eos_penalty: float | None = field(
-        default=1.0, metadata={"help": "Subtracted from the score of an answer that never emitted EOS (the EOS trick)."})
-    reward_aggregation: str = field(
-        default="mean", metadata={"help": "With an ensemble reward model (python -m reward --ensemble_size N): mean, "
-                                          "min (worst case) or mean_minus_std (mean - uncertainty_coef * std over "
-                                          "members), the conservative ones resisting over-optimisation (Coste et "
-                                          "al. 2024). A single reward model's score is the same under every one."})
-    uncertainty_coef: float = field(default=1.0, metadata={"help": "The std's weight under mean_minus_std."})
-    whiten_rewards: bool = field(default=False, metadata={"help": "Whiten the shaped rewards before GAE."})
-    gamma: float = field(default=1.0, metadata={"help": "Discount."})
-    lam: float = field(default=0.95, metadata={"help": "GAE lambda."})
-    cliprange: float = field(default=0.2, metadata={"help": "Policy ratio clip."})
-    cliprange_value: float = field(default=0.2, metadata={"help": "Value clip."})
-    vf_coef: float = field(default=0.1, metadata={"help": "Weight of the value loss."})
-    ptx_coef: float = field(default=0.0, metadata={"help": "PPO-ptx: weight of the SFT loss on demonstrations (0 = off)."})
-    value_model: str = field(
-        default="reward", metadata={"help": "reward: a value model initialised from the reward model (LoRA over the "
-                                            "same weights); policy: a separate one from the SFT policy with a fresh "
-                                            "head (what a remote reward model gets); shared: a value head on the "
-                                            "policy's backbone."})
-    lora_top_layers: int = field(
-        default=0, metadata={"help": "With LoRA: adapters on the top N transformer layers only (policy and value), "
-                                     "so backward passes stop there. 0 = every layer."})
-    cache_frozen_layers: bool = field(
-        default=True, metadata={"help": "With lora_top_layers: run the frozen layers below the adapters once per "
-                                        "rollout, not in every PPO epoch (off by itself where the split forward "
-                                        "does not reproduce the full one, and under DeepSpeed)."})
-    generation_engine: str = field(
-        default="generate", metadata={"help": "generate: transformers' generate() with a KV cache; continuous_batching: "
-                                              "transformers' paged continuous batching (for many rollouts on a GPU)."})
-    sample_every: int = field(default=10, metadata={"help": "Print and keep a table of samples every N updates."})
-    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate (1e-4 suits LoRA; ~3e-6 full)."})
-    lr_scheduler_type: str = field(default="linear", metadata={"help": "Decays over all optimizer steps."})
-    logging_steps: float = field(default=1, metadata={"help": "Log every N updates."})
-    save_steps: float = field(default=10, metadata={"help": "Checkpoint every N updates."})
-    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept."})
-    per_device_train_batch_size: int = field(default=8, metadata={"help": "Rollouts per micro-batch."})
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.kl_estimator not in ("k1", "k3"):
-            raise ValueError(f"kl_estimator must be k1 or k3, got '{self.kl_estimator}'")
-        if self.temperature <= 0:
-            raise ValueError("temperature must be more than 0")
-        check_aggregation(self.reward_aggregation, self.uncertainty_coef)
-        if self.generation_engine not in ENGINES:
-            raise ValueError(f"generation_engine must be one of {', '.join(ENGINES)}, "
-                             f"got '{self.generation_engine}'")
-
-    @property
-    def local_batch_size(self) -> int:
-        return self.per_device_train_batch_size * self.gradient_accumulation_steps * self.num_mini_batches
 
 
 class PPOTrainer(Trainer):
@@ -160,6 +90,11 @@ class PPOTrainer(Trainer):
         self.layer_cache = why is None
         if why:
             layer_cache.logger.info("cache_frozen_layers: off (%s)", why)
+        self.int8 = None
+        if args.sampling_weights == "int8":
+            if self.accelerator.device.type != "cpu" or self.is_deepspeed_enabled:
+                raise ValueError("sampling_weights int8 is for the CPU, without DeepSpeed")
+            self.int8 = Int8Sampling(model.policy)
 
     # -- data order: a function of the update number alone, so --resume replays the same batches
     def prompts_for(self, update: int) -> list:
@@ -204,13 +139,16 @@ class PPOTrainer(Trainer):
         # states it reads): the old log-probs and values come from there, saving a forward. Under mixed
         # precision they come from the training forward itself: generate()'s one-token steps round
         # differently in bf16 than a full forward, so the ratio would not start at 1.
-        forward = args.generation_engine == "continuous_batching" or self.accelerator.mixed_precision != "no"
+        forward = (args.generation_engine == "continuous_batching" or self.accelerator.mixed_precision != "no"
+                   or self.int8 is not None)  # int8: the sampler's logits are not the policy's
         if args.generation_engine == "continuous_batching":  # the engine returns tokens only
             samples = sample_continuous(model.policy, self.tokenizer, prompts, self.generation_config,
                                         args.max_prompt_length)
         else:
-            samples = sample(model.policy, self.tokenizer, prompts, self.generation_config, args.max_prompt_length,
-                             with_logprobs=not forward, with_hidden=model.shared and not forward)
+            with self.int8.swapped() if self.int8 else contextlib.nullcontext():
+                samples = sample(model.policy, self.tokenizer, prompts, self.generation_config,
+                                 args.max_prompt_length, with_logprobs=not forward,
+                                 with_hidden=model.shared and not forward)
         # with the layer cache, the states entering each network's first trained layer are computed once
         # here, for the values, the reference and all PPO epochs
         frozen = model.frozen_hidden(samples.input_ids, samples.attention_mask) if self.layer_cache else None
