@@ -51,8 +51,6 @@ class ClickSQL:
         held = select(func.count()).select_from(A).where(A.c.item_id == I.c.id, holds_slot) \
             .correlate(I).scalar_subquery()
         closed_by_me = exists().where(A.c.item_id == I.c.id, A.c.reviewer_id == me, A.c.status.in_((DONE, SKIPPED)))
-        open_by_me = exists().where(A.c.item_id == I.c.id, A.c.reviewer_id == me, A.c.status == OPEN,
-                                    A.c.expires_at > now)
         # Work to hand out: not a gold item (those come at their own rate), not held for a flag review.
         servable = and_(~exists().where(G.c.item_id == I.c.id), ~held_for_review(I.c.id))
 

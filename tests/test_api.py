@@ -78,7 +78,7 @@ def test_the_route_list_is_the_real_one(site):
 
 @pytest.mark.parametrize("auth", ["none", "garbage", "revoked", "cookie_only", "basic"])
 def test_every_route_refuses_a_request_without_a_live_token(site, auth):
-    headers, cookies = {}, None
+    headers = {}
     if auth == "garbage":
         headers = {"Authorization": "Bearer rt_" + "x" * 43}
     elif auth == "revoked":

@@ -17,7 +17,7 @@ import gradio as gr
 
 from labeling_ui import who
 from labeling_ui.arena.leaderboard import leaderboard, to_elo
-from labeling_ui.arena.models import ArenaEngine, ArenaError
+from labeling_ui.arena.models import ArenaEngine
 from labeling_ui.arena.store import ArenaStore, Conversation
 from labeling_ui.page import inert, status_html, unavailable_text
 from labeling_ui.render import chat_html
