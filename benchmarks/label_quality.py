@@ -47,13 +47,14 @@ import math
 import multiprocessing
 import random
 import shutil
-import statistics
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ranktune.stats import mean_se  # noqa: E402,F401 (also lq.mean_se for benchmarks/position_bias.py)
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLD_TOL = 1e-6
@@ -203,14 +204,6 @@ def gold_cells(test, scores, gold) -> dict[str, list[float]]:
                     cells[r.prompt_key][0] += pair_win((s[a] - s[b]) * (g[a] - g[b]))
                     cells[r.prompt_key][1] += 1
     return dict(cells)
-
-
-def mean_se(values: list[float]) -> tuple[float, float]:
-    values = [v for v in values if v is not None and not math.isnan(v)]
-    if not values:
-        return float("nan"), float("nan")
-    m = statistics.fmean(values)
-    return m, (statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else float("nan"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.ppo_vs_trl import SETTINGS, split_prompts  # noqa: E402
-from report.active_learning import mean_se  # noqa: E402
+from ranktune.stats import mean_se  # noqa: E402
 
 
 class PhaseTimer:

@@ -9,7 +9,6 @@ mean of the summed per-token log-ratios (at that temperature).
 
 from __future__ import annotations
 
-import math
 from typing import Callable, ContextManager
 
 import torch
@@ -18,6 +17,7 @@ from tqdm.auto import tqdm
 from ranktune.gold import gold_score
 from ranktune.prompting import prompt_text
 from ranktune.sampling import response_logprobs, sample
+from ranktune.stats import mean_se
 
 ScoreFn = Callable[[list, list[str], list[bool]], list[float]]
 
@@ -27,10 +27,7 @@ def _mean(xs: list[float]) -> float:
 
 
 def _standard_error(xs: list[float]) -> float:
-    if len(xs) < 2:
-        return float("nan")
-    m = _mean(xs)
-    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1) / len(xs))
+    return mean_se(xs)[1]
 
 
 @torch.no_grad()

@@ -12,17 +12,10 @@ from pathlib import Path
 
 from ranktune.plots import _figure, save_figure
 from report.html import _img, _json, _num, _table, _td
+from ranktune.stats import mean_se
 
 FILE = "active_learning.json"
 LABELS = {"random": "random order", "uncertainty": "ensemble disagreement (BALD + diversity)"}
-
-
-def mean_se(xs: list[float]) -> tuple[float, float]:
-    """Mean and its standard error (NaN for fewer than two values)."""
-    m = sum(xs) / len(xs)
-    if len(xs) < 2:
-        return m, float("nan")
-    return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1) / len(xs))
 
 
 def curves(results: dict, split: str) -> dict[str, list[tuple[int, float, float]]]:

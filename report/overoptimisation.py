@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 
 from ranktune.plots import _figure, save_figure
-from report.active_learning import mean_se
+from ranktune.stats import mean_se
 from report.html import _img, _json, _num, _table, _td
 
 FILE = "overoptimisation.json"
