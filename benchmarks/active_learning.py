@@ -18,11 +18,17 @@
 5. Labels saved, per seed: 1 - (the budget at which the active curve reaches random's final
    agreement, linear between budgets) / (the budget at which random's own curve first reaches it: its
    final budget when the curve rises; on a flat curve nothing is saved) (report/active_learning.py).
+
+results.json is rewritten after every curve, so a stopped run keeps the curves it finished; each
+point's scores are kept beside its rankings (scores.json), so a rerun on the same folder trains only
+what it has not. `--first_seed N` runs other seeds, and `--combine a.json,b.json` makes one table of
+runs on the same pool (checked by its SHA-256) with the same budgets and reward settings.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import multiprocessing
 import random
@@ -153,6 +159,10 @@ def mean_scores(member_rows: list) -> list[list[float]]:
 
 # ---- the experiment ----------------------------------------------------------------------------
 
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def run_curve(ctx, method: str, seed: int, candidates: list, held_out: dict, budgets: list[int], opts,
               common: list[str], root: Path, shared: dict) -> list[dict]:
     """One learning curve: [{budget, agreement per held-out set, train_seconds}]. `shared` holds the
@@ -187,8 +197,14 @@ def run_curve(ctx, method: str, seed: int, candidates: list, held_out: dict, bud
         if "uncertainty" in opts.method_list and not last and (method == "uncertainty" or step == 0):
             score_sets["pool"] = candidates
         key = (seed, tuple(chosen))
+        cache = folder / "scores.json"  # a rerun (after a crash, or with more seeds) reuses what was trained
+        cached = json.loads(cache.read_text()) if cache.is_file() else None
         if key in shared:
             result = dict(shared[key])
+        elif cached and cached["rankings"] == _digest(data) and set(score_sets) <= set(cached["result"]):
+            result = cached["result"]
+            if step == 0:
+                shared[key] = dict(result)
         else:
             args = common + ["--data", str(data), "--runs_dir", str(folder / "runs"), "--run", "rm", "--seed", str(seed)]
             result, code = run_in_child(ctx, train_and_score, (args, score_sets, opts.threads or torch.get_num_threads()))
@@ -196,6 +212,7 @@ def run_curve(ctx, method: str, seed: int, candidates: list, held_out: dict, bud
                 raise SystemExit(f"{method} seed {seed} budget {budget}: reward training failed (exit code {code})")
             if step == 0:
                 shared[key] = dict(result)
+            write_json_atomic(cache, {"rankings": _digest(data), "result": result})
         if "pool" in result:
             pool_members = result.pop("pool")
         point = {"method": method, "seed": seed, "budget": budget, "train_seconds": result["train_seconds"]}
@@ -220,6 +237,10 @@ def main() -> None:
     parser.add_argument("--test_prompts", type=int, default=60)
     parser.add_argument("--budgets", default="40,80,160,320")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first_seed", type=int, default=0, help="seeds first_seed .. first_seed + seeds - 1")
+    parser.add_argument("--combine", default=None,
+                        help="comma-separated results.json files of runs on the same pool and settings (other "
+                             "seeds): print and write their table together, training nothing")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--ensemble_size", type=int, default=4)
     parser.add_argument("--diversity", type=float, default=0.5)
@@ -242,6 +263,9 @@ def main() -> None:
 
     root = Path(opts.out) if opts.out else Path(tempfile.mkdtemp(prefix="active-"))
     root.mkdir(parents=True, exist_ok=True)
+    if opts.combine:
+        print_table(combine(opts.combine.split(","), root, opts), root / "results.json")
+        return
     pool_file = root / "pool.json"
     if pool_file.is_file():
         pool = json.loads(pool_file.read_text())
@@ -274,31 +298,59 @@ def main() -> None:
     ctx = multiprocessing.get_context("spawn")
     end_children_on_sigterm()
     shared: dict = {}
-    learning_curves = [run_curve(ctx, m, seed, candidates, held_out, budgets, opts, common, root, shared)
-                       for seed in range(opts.seeds) for m in methods]
-    results = {"budgets": budgets, "methods": methods, "seeds": opts.seeds, "report_split": opts.report_split,
-               "points": [p for c in learning_curves for p in c], "reward_args": extra,
+    results = {"budgets": budgets, "methods": methods, "seeds": 0, "report_split": opts.report_split,
+               "points": [], "reward_args": extra, "pool_sha256": _digest(pool_file),
                "settings": {k: v for k, v in vars(opts).items() if k != "pairs"},
                "items": {"candidates": len(candidates), "validation": len(validation), "test": len(test)},
-               "gold_pairs": {name: len(pairs) for name, pairs in opts.pairs.items()}}
-    split = opts.report_split
-    results["labels_saved"] = labels_saved(results, split)
+               "gold_pairs": {name: len(pairs) for name, pairs in opts.pairs.items()}, "complete": False}
+    for seed in range(opts.first_seed, opts.first_seed + opts.seeds):
+        for m in methods:
+            results["points"] += run_curve(ctx, m, seed, candidates, held_out, budgets, opts, common, root, shared)
+            publish(results, root, opts)  # after every curve: a stopped run keeps what it finished
+    results["complete"] = True
+    publish(results, root, opts)
+    print_table(results, root / "results.json")
+
+
+def publish(results: dict, root: Path, opts) -> None:
+    """results.json (and the run's copy, which its report shows), with the seeds and labels saved so far."""
+    results["seeds"] = len({p["seed"] for p in results["points"]})
+    results["labels_saved"] = labels_saved(results, results["report_split"])
     write_json_atomic(root / "results.json", results)
-    if opts.run:  # the run's report shows the curve (report/active_learning.py)
+    if opts.run:  # report/active_learning.py
         write_json_atomic(run_dir(opts.run, opts.runs_dir) / FILE, results)
 
-    print(f"\ngold agreement on {split} items ({len(opts.pairs[split])} pairs), mean (s.e.) over {opts.seeds} seeds")
+
+def combine(files: list[str], root: Path, opts) -> dict:
+    """One table from runs of other seeds on the same pool, budgets and reward settings."""
+    runs = [json.loads(Path(f).read_text()) for f in files]
+    same = ("budgets", "methods", "report_split", "reward_args", "pool_sha256", "gold_pairs")
+    for f, r in zip(files[1:], runs[1:]):
+        differ = [k for k in same if r.get(k) != runs[0].get(k)]
+        if differ:
+            raise SystemExit(f"{f}: not the same experiment as {files[0]} ({', '.join(differ)} differ)")
+    points = {(p["method"], p["seed"], p["budget"]): p for r in runs for p in r["points"]}
+    results = {**runs[0], "points": list(points.values()), "combined_from": files,
+               "complete": all(r.get("complete", True) for r in runs)}
+    publish(results, root, opts)
+    return results
+
+
+def print_table(results: dict, path: Path) -> None:
+    split, methods, budgets = results["report_split"], results["methods"], results["budgets"]
+    print(f"\ngold agreement on {split} items ({results['gold_pairs'][split]} pairs), mean (s.e.) over "
+          f"{results['seeds']} seeds")
     print(f"{'budget':>7} " + " ".join(f"{m:>20}" for m in methods))
-    table = curves(results, split)
-    for i, b in enumerate(budgets):
-        print(f"{b:>7} " + " ".join(f"{table[m][i][1]:>12.3f} ({table[m][i][2]:.3f})" for m in methods))
+    table = {m: {b: (v, se) for b, v, se in rows} for m, rows in curves(results, split).items()}
+    for b in budgets:
+        cells = [table[m].get(b) for m in methods]
+        print(f"{b:>7} " + " ".join(f"{c[0]:>12.3f} ({c[1]:.3f})" if c else f"{'-':>20}" for c in cells))
     saved = results["labels_saved"]
     if saved:
         print(f"labels saved reaching random's final agreement: {100 * saved['mean']:.0f}% (s.e. "
               f"{100 * saved['se']:.0f}%; per seed " + ", ".join(f"{100 * x:.0f}%" for x in saved["per_seed"])
               + "; 0% where active never reached it)")
-    print(f"results: {root / 'results.json'}")
-
+    print(f"results: {path}")
 
 if __name__ == "__main__":
     main()
