@@ -153,7 +153,7 @@ def generate(store: LabelStore, prompts: list, args: GenerateArguments, round: i
 
 
 def _settings(args: GenerateArguments) -> dict:
-    return {k: v for k, v in asdict(args).items() if k in ("temperature", "top_p", "max_new_tokens", "seed")}
+    return {k: v for k, v in asdict(args).items() if k in ("temperature", "top_p", "max_new_tokens", "seed", "sampling_weights")}
 
 
 def _count(stats: dict, ended) -> None:

@@ -120,7 +120,8 @@ def test_generate_add_reviewer_export_from_the_command_line(tiny_llama, tmp_path
     assert len(cands) == 9 and all(c.policy == str(tiny_llama) and c.round == 1 for c in cands)
     # An answer without EOS ran to max_new_tokens; one with EOS stopped before it.
     assert all((c.num_tokens == 12) if not c.ended else (c.num_tokens < 12) for c in cands)
-    assert cands[0].generation == {"temperature": 0.9, "top_p": 0.95, "max_new_tokens": 12, "seed": 0}
+    assert cands[0].generation == {"temperature": 0.9, "top_p": 0.95, "max_new_tokens": 12, "seed": 0,
+                                   "sampling_weights": "fp32"}
 
     pw = tmp_path / "pw.txt"
     pw.write_text(PASSWORD + "\n")

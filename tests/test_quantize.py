@@ -4,8 +4,12 @@ import json
 
 import pytest
 import torch
+from sqlalchemy import select
 
 from labeling_ui.cli import main as label_main
+from labeling_ui.db import sqlite_url
+from labeling_ui.schema import Candidate
+from labeling_ui.store import LabelStore
 from ranktune.models import load_causal_lm
 from ranktune.quantize import int8_copy, sampling_model
 from ranktune.sampling import tokenize_prompts
@@ -37,6 +41,9 @@ def test_generate_with_int8_weights_writes_items_and_says_so(tmp_path, tiny_llam
               str(prompts), "--k", "2", "--max_new_tokens", "5"]
     stats = label_main([*common, "--run", "q", "--sampling_weights", "int8"])
     assert (stats["items_written"], stats["sampling_weights"]) == (4, "int8")
+    store = LabelStore(sqlite_url(tmp_path / "runs" / "q" / "labels.db"))
+    with store.db.read() as s:  # each answer says how it was sampled
+        assert {c.generation["sampling_weights"] for c in s.scalars(select(Candidate)).all()} == {"int8"}
     for bad, says in ((["--sampling_weights", "int4"], "must be one of fp32, int8, got 'int4'"),
                       (["--sampling_weights", "int8", "--engine", "continuous_batching"], "engine generate only")):
         capsys.readouterr()
