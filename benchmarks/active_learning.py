@@ -52,19 +52,14 @@ METHODS = ("random", "uncertainty")
 def build_pool(policy: str, prompts: list, k: int, answer_sets: int, max_new_tokens: int, seed: int,
                batch_size: int = 16, sampling_weights: str = "fp32") -> list[dict]:
     """[{item, prompt, answers, ended}]: `answer_sets` items of K sampled answers per prompt."""
-    import torch
     from tqdm.auto import tqdm
 
     from labeling_ui.config import GenerateArguments
-    from labeling_ui.generate import sample_answers
-    from ranktune.models import load_causal_lm
+    from labeling_ui.generate import load_policy, sample_answers
 
-    torch.manual_seed(seed)
-    from ranktune.quantize import sampling_model
-
-    model, tokenizer = load_causal_lm(policy)
-    model = sampling_model(model.eval(), sampling_weights)
-    args = GenerateArguments(k=k, max_new_tokens=max_new_tokens, sampling_weights=sampling_weights)
+    args = GenerateArguments(policy=policy, k=k, max_new_tokens=max_new_tokens, seed=seed,
+                             sampling_weights=sampling_weights)
+    model, tokenizer = load_policy(args)
     pool = []
     todo = [(p, s) for s in range(answer_sets) for p in prompts]
     for i in tqdm(range(0, len(todo), batch_size), desc="pool answers"):
@@ -197,22 +192,25 @@ def run_curve(ctx, method: str, seed: int, candidates: list, held_out: dict, bud
         if "uncertainty" in opts.method_list and not last and (method == "uncertainty" or step == 0):
             score_sets["pool"] = candidates
         key = (seed, tuple(chosen))
-        cache = folder / "scores.json"  # a rerun (after a crash, or with more seeds) reuses what was trained
-        cached = json.loads(cache.read_text()) if cache.is_file() else None
         if key in shared:
             result = dict(shared[key])
-        elif cached and cached["rankings"] == _digest(data) and set(score_sets) <= set(cached["result"]):
-            result = cached["result"]
-            if step == 0:
-                shared[key] = dict(result)
         else:
-            args = common + ["--data", str(data), "--runs_dir", str(folder / "runs"), "--run", "rm", "--seed", str(seed)]
-            result, code = run_in_child(ctx, train_and_score, (args, score_sets, opts.threads or torch.get_num_threads()))
-            if code != 0 or result is None:
-                raise SystemExit(f"{method} seed {seed} budget {budget}: reward training failed (exit code {code})")
+            # a rerun (after a crash, or with more seeds) reuses what was trained on the same rankings
+            cache, digest = folder / "scores.json", _digest(data)
+            cached = json.loads(cache.read_text()) if cache.is_file() else None
+            if cached and cached["rankings"] == digest and set(score_sets) <= set(cached["result"]):
+                result = cached["result"]
+            else:
+                args = common + ["--data", str(data), "--runs_dir", str(folder / "runs"), "--run", "rm",
+                                 "--seed", str(seed)]
+                result, code = run_in_child(ctx, train_and_score,
+                                            (args, score_sets, opts.threads or torch.get_num_threads()))
+                if code != 0 or result is None:
+                    raise SystemExit(f"{method} seed {seed} budget {budget}: reward training failed "
+                                     f"(exit code {code})")
+                write_json_atomic(cache, {"rankings": digest, "result": result})
             if step == 0:
                 shared[key] = dict(result)
-            write_json_atomic(cache, {"rankings": _digest(data), "result": result})
         if "pool" in result:
             pool_members = result.pop("pool")
         point = {"method": method, "seed": seed, "budget": budget, "train_seconds": result["train_seconds"]}
@@ -232,7 +230,7 @@ def main() -> None:
     parser.add_argument("--answer_sets", type=int, default=2, help="items per prompt in the pool")
     parser.add_argument("--max_new_tokens", type=int, default=48)
     parser.add_argument("--sampling_weights", default="fp32", choices=("fp32", "int8"),
-                        help="int8: the pool's answers from an int8 copy of the policy (~2.7x faster here)")
+                        help="int8: the pool's answers from an int8 copy of the policy (faster on a CPU)")
     parser.add_argument("--validation_prompts", type=int, default=40)
     parser.add_argument("--test_prompts", type=int, default=60)
     parser.add_argument("--budgets", default="40,80,160,320")
@@ -351,6 +349,7 @@ def print_table(results: dict, path: Path) -> None:
               f"{100 * saved['se']:.0f}%; per seed " + ", ".join(f"{100 * x:.0f}%" for x in saved["per_seed"])
               + "; 0% where active never reached it)")
     print(f"results: {path}")
+
 
 if __name__ == "__main__":
     main()

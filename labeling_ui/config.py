@@ -56,8 +56,9 @@ class GenerateArguments:
                                           "for many prompts on a GPU)."})
     sampling_weights: str = field(
         default="fp32", metadata={"help": "fp32 (the policy itself) or int8 (an int8 dynamic-quantised copy, "
-                                          "ranktune/quantize.py: ~2.7x faster sampling on a CPU; the answers "
-                                          "then come from a slightly different model than the policy)."})
+                                          "ranktune/quantize.py: faster sampling on a CPU, see docs/scaling.md; "
+                                          "the answers then come from a slightly different model than the "
+                                          "policy)."})
     select: str = field(
         default="order", metadata={"help": "Which prompts reviewers get (labeling_ui/selection.py): order (every "
                                          "prompt, in file order: no choice made), random (a seeded draw of "

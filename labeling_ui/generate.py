@@ -99,7 +99,8 @@ def check_selection(g: GenerateArguments) -> None:
         raise InputError("only with --select uncertainty", field="select_reward_model")
 
 
-def _load_policy(args: GenerateArguments):
+def load_policy(args: GenerateArguments):
+    """The policy to sample candidate answers from (seeded; an int8 copy with --sampling_weights int8)."""
     import torch
 
     torch.manual_seed(args.seed)
@@ -144,7 +145,7 @@ def generate(store: LabelStore, prompts: list, args: GenerateArguments, round: i
         return choose_and_write(store, todo, args, round, stats)
     if not todo:
         return stats
-    model, tokenizer = _load_policy(args)
+    model, tokenizer = load_policy(args)
     desc = f"round {round}: sampling {args.k} answers per prompt"
     for prompt, a, e, n in _sampled(model, tokenizer, todo, args, desc):
         if store.add_item(prompt, a, e, args.policy, round, n, _settings(args), question=args.question) is not None:
@@ -153,7 +154,8 @@ def generate(store: LabelStore, prompts: list, args: GenerateArguments, round: i
 
 
 def _settings(args: GenerateArguments) -> dict:
-    return {k: v for k, v in asdict(args).items() if k in ("temperature", "top_p", "max_new_tokens", "seed", "sampling_weights")}
+    keep = ("temperature", "top_p", "max_new_tokens", "seed", "sampling_weights")
+    return {k: v for k, v in asdict(args).items() if k in keep}
 
 
 def _count(stats: dict, ended) -> None:
@@ -210,7 +212,7 @@ def choose_and_write(store: LabelStore, todo: list, args: GenerateArguments, rou
     if args.select == "uncertainty":
         scorer = load_scorer(args.select_reward_model)  # before the pool is sampled: a wrong model fails at once
         stats["members"] = check_ensemble(scorer, args.select_reward_model)
-    model, tokenizer = _load_policy(args)
+    model, tokenizer = load_policy(args)
     if args.select == "random":  # answers for the drawn prompts only
         picked = [pool[i] for i in selection.draw(len(pool), budget, args.seed)]
         items = list(_sampled(model, tokenizer, picked, args, f"round {round}: sampling {args.k} answers per prompt"))
