@@ -8,6 +8,10 @@
   const RT = (window.ranktune = window.ranktune || {questions: {}});
   const TYPING = /^(INPUT|TEXTAREA|SELECT)$/;
   let cur = null;  // {board, cfg, q, state, since}
+  // A key or click this soon after an item appears is not a judgement of it: it is the tail of a
+  // double press meant for the item before (one key decides a pair), and it would rank an item
+  // nobody read. The board says data-ready once it takes answers.
+  RT.SETTLE_MS = 300;
 
   RT.esc = (text) => String(text).replace(/[&<>"']/g, (c) => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'}[c]));
 
@@ -22,7 +26,14 @@
     cur = {board, cfg, q, state: q.start(cfg), since: Date.now()};
     draw();
     tick();
+    // Gradio may reuse the board's element for the next item: only this mount's timer marks it.
+    const mine = cur;
+    delete board.dataset.ready;
+    setTimeout(() => { if (cur === mine) board.dataset.ready = '1'; }, RT.SETTLE_MS);
   }
+
+  // Whether the widget takes this key or click: not in the item's first moments, nor a held key's repeat.
+  function taking(c, e) { return !e.repeat && Date.now() - c.since >= RT.SETTLE_MS; }
 
   function draw() {
     const c = live();
@@ -83,12 +94,17 @@
   }).observe(document.documentElement, {childList: true, subtree: true});
 
   document.addEventListener('keydown', (e) => {
-    if ((e.ctrlKey || e.metaKey) && e.key === 'Enter') { e.preventDefault(); RT.submit(); return; }
     const c = live();
+    if (c && (e.ctrlKey || e.metaKey) && e.key === 'Enter') {
+      e.preventDefault();
+      if (taking(c, e)) RT.submit();
+      return;
+    }
     const t = e.target;
     if (!c || e.ctrlKey || e.metaKey || e.altKey || e.isComposing) return;
     if (t && (TYPING.test(t.tagName) || t.isContentEditable)) return;
     if (t && t.tagName === 'BUTTON' && !c.board.contains(t) && (e.key === 'Enter' || e.key === ' ')) return;
+    if (!taking(c, e)) { if (e.key === 'Enter') e.preventDefault(); return; }
     if (e.key === 'Enter') { e.preventDefault(); RT.submit(); return; }
     const result = c.q.key(e.key, c.cfg, c.state);
     if (result) { e.preventDefault(); changed(result); }
@@ -97,7 +113,7 @@
   document.addEventListener('click', (e) => {
     const c = live();
     const el = e.target.closest && e.target.closest('[data-rt]');
-    if (!c || !el || !c.board.contains(el) || el.disabled) return;
+    if (!c || !el || !c.board.contains(el) || el.disabled || !taking(c, e)) return;
     if (el.dataset.rt === 'submit') { RT.submit(); return; }
     const result = c.q.act(el.dataset.rt, el.dataset, c.cfg, c.state);
     if (result) changed(result);

@@ -78,7 +78,7 @@ def arena_page(browser, base, name):
     page.fill("#username", name)
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")
-    page.wait_for_selector(".rt-board .answer-card")
+    page.wait_for_selector(".rt-board[data-ready] .answer-card")
     page.get_by_role("tab", name="Arena").click()
     page.wait_for_selector("#arena-send")
     try:

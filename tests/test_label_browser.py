@@ -66,14 +66,14 @@ def keyboard_login(page, base: str) -> None:
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
     page.keyboard.press("Enter")
-    page.wait_for_selector("#board .rt-board[data-mounted] .answer-card")
+    page.wait_for_selector("#board .rt-board[data-ready] .answer-card")
 
 
 def wait_for_board(page, texts) -> None:
-    """Wait until the board on screen is a live widget showing exactly the answers `texts` (any order)."""
+    """Wait until the board on screen is a widget taking answers (data-ready), showing exactly the answers `texts` (any order)."""
     page.wait_for_function("""texts => {
         const board = document.querySelector('#board .rt-board');
-        if (!board || !board.dataset.mounted) return false;
+        if (!board || !board.dataset.ready) return false;
         const shown = [...board.querySelectorAll('.answer-card .answer-text')].map(t => t.innerText.trim());
         return JSON.stringify(shown.slice().sort()) === JSON.stringify(texts.slice().sort());
     }""", arg=list(texts))
@@ -265,3 +265,55 @@ def test_undo_reopens_the_last_item_in_the_same_order_with_its_ranking(tmp_path,
         page.wait_for_selector("#status :text('Saved. Here is the next item.')")
         page.wait_for_selector("#prompt :text('Second prompt?')")
         assert [(r["prompt"], r["ranks"]) for r in store.rankings()] == [("First prompt?", [2, 2, 1, 2])]
+
+
+def test_a_key_meant_for_the_item_before_or_a_held_key_ranks_nothing(tmp_path, page):
+    """One key decides a pair, so a double press (or a key held down) would rank the next item the
+    moment it appears, unread. The widget takes no key in an item's first moments (RT.SETTLE_MS,
+    widened here so the test does not race it) and no auto-repeat of a held key."""
+    items = [("First pair?", ["a1", "a2"]), ("Second pair?", ["b1", "b2"]), ("Third pair?", ["c1", "c2"])]
+    with served(tmp_path, items) as (base, store):
+        keyboard_login(page, base)
+        wait_for_board(page, ["a1", "a2"])
+        page.keyboard.press(shown_labels(page)["a1"].lower())  # decides the first pair
+        page.evaluate("window.ranktune.SETTLE_MS = 5000")
+        page.wait_for_selector("#prompt :text('Second pair?')")
+        page.keyboard.press("a")  # the double press's tail, as the second pair appears
+        page.wait_for_timeout(700)
+        assert [r["prompt"] for r in store.rankings()] == ["First pair?"]
+        assert "Second pair?" in page.inner_text("#prompt")
+
+        page.evaluate("window.ranktune.SETTLE_MS = 0")  # the reviewer has read it
+        key = shown_labels(page)["b2"].lower()
+        page.keyboard.down(key)  # decides the second pair...
+        page.wait_for_selector("#prompt :text('Third pair?')")
+        wait_for_board(page, ["c1", "c2"])
+        page.keyboard.down(key)  # ...and, held, repeats onto the third
+        page.wait_for_timeout(700)
+        page.keyboard.up(key)
+        assert [r["prompt"] for r in store.rankings()] == ["First pair?", "Second pair?"]
+        page.keyboard.press(shown_labels(page)["c2"].lower())
+        page.wait_for_selector("#prompt :text('All done')")
+        assert [(r["prompt"], r["ranks"]) for r in store.rankings()] == [
+            ("First pair?", [1, 2]), ("Second pair?", [2, 1]), ("Third pair?", [2, 1])]
+
+
+def test_the_comment_and_written_answer_go_as_the_page_shows_them(tmp_path, page):
+    """Gradio mounts a closed accordion's text box when it opens; text typed in its first moments
+    reached the page but not Gradio's copy of the value, and the written answer was lost (CI,
+    stop 30). The submit sends the text boxes' text as shown: set here without the input events
+    Gradio listens to, it is still what is saved."""
+    with served(tmp_path, [("Name a prime.", ["7", "9"])]) as (base, store):
+        keyboard_login(page, base)
+        wait_for_board(page, ["7", "9"])
+        page.get_by_text("Write a better answer (optional)").click()
+        page.wait_for_selector("#better textarea")
+        page.evaluate("""() => {
+            document.querySelector('#comment textarea').value = 'nine is not prime';
+            document.querySelector('#better textarea').value = '7 (nine is 3 x 3)';
+        }""")
+        page.click("#board .rt-question")
+        page.keyboard.press(shown_labels(page)["7"].lower())
+        page.wait_for_selector("#prompt :text('All done')")
+        assert [c["text"] for c in store.comments()] == ["nine is not prime"]
+        assert [d["completion"] for d in store.demonstration_rows()] == ["7 (nine is 3 x 3)"]

@@ -16,7 +16,7 @@ from labeling_ui.export import export
 from labeling_ui.server import build_app
 from labeling_ui.store import LabelStore
 from labeling_ui.testing import CHROMIUM, running_server
-from test_label_browser import browser  # noqa: F401 (fixture)
+from test_label_browser import browser, wait_for_board  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"{CHROMIUM} is not installed (make install-browser)")]
@@ -54,7 +54,7 @@ def opened(browser, base, name="kim", width=1300):
     page.fill("#username", name)
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")
-    page.wait_for_selector(".rt-board .answer-card")
+    page.wait_for_selector(".rt-board[data-ready] .answer-card")
     try:
         yield page
     finally:
@@ -153,6 +153,7 @@ def test_undo_reopens_the_item_in_the_order_it_was_shown_with_the_ranking_prefil
         page.wait_for_selector("#prompt :text('Next')")
         page.click("#undo-btn")
         page.wait_for_selector("#prompt :text('Rate these')")
+        wait_for_board(page, QUALITY)  # the reopened board, taking keys
         assert shown_texts(page) == before
         assert page.inner_text(".rt-readout") == "Your ranking: " + " > ".join(order)
         places = page.eval_on_selector_all(".answer-card .rt-place", "els => els.map(e => e.innerText)")
@@ -174,6 +175,7 @@ def test_pairwise_and_rating_questions_by_click_and_key(tmp_path, browser):
         better = "AB"[texts.index("excellent answer")]
         page.click(f".rt-choice:text('{better} is much better')")  # one click decides
         page.wait_for_selector("#prompt :text('Rate each')")
+        wait_for_board(page, items[1][1])  # the rating board, taking keys
         texts = shown_texts(page)
         score = {"excellent answer": 7, "fair answer": 4, "poor answer": 2}
         for t in texts[:2]:
