@@ -1,7 +1,6 @@
 """Smaller PPO details of issue 19: dropout everywhere off, special tokens reach the reward model,
 and tests of PPO's math that can fail."""
 
-import pytest
 import torch
 from transformers import AutoModelForCausalLM, set_seed
 
