@@ -33,7 +33,7 @@ def parse_config(dataclass_types, args: list[str] | None = None):
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*", category=FutureWarning)
-            return parser.parse_args_and_config(args=args)
+            configs = parser.parse_args_and_config(args=args)
     except ValueError as err:
         message = str(err).splitlines()[0]
         unknown = re.findall(r"'--([^']+)'", message) if message.startswith("Unknown arguments") else []
@@ -49,6 +49,27 @@ def parse_config(dataclass_types, args: list[str] | None = None):
         if err.code in (0, None):  # --help
             raise
         raise InputError("bad command-line arguments (see the message above, or --help)") from None
+    _warn_if_bf16_is_emulated(configs)
+    return configs
+
+
+def _native_cpu_bf16() -> bool:
+    import torch
+
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())  # AVX-512 BF16 or AMX
+
+
+def _warn_if_bf16_is_emulated(configs) -> None:
+    """bf16 asked for on a CPU with no bf16 arithmetic (AVX2 only): every matmul is emulated. One
+    reward-model training step of the 135M model did not end in 5 minutes where fp32 took 31 s
+    (2026-12-04, benchmarks/RESULTS.md): a run that looks hung, so say why before it starts."""
+    import torch
+
+    if torch.cuda.is_available() or not any(getattr(c, "bf16", False) is True for c in configs):
+        return
+    if not _native_cpu_bf16():
+        print(f"warning: bf16 on this CPU ({torch.backends.cpu.get_cpu_capability()}, no AVX-512 BF16 or AMX) is "
+              "emulated and many times slower than fp32: set --bf16 false", file=sys.stderr)
 
 
 class _ArgError(Exception):
