@@ -67,7 +67,7 @@ def ranking_page(args) -> None:
             with running_server(build_app(store, Path(tmp) / "export")) as base, chromium() as browser:
                 page = browser.new_page(viewport={"width": width, "height": 900}, device_scale_factor=1)
                 log_in(page, base, "maria", "correct horse")
-                page.wait_for_selector(".rt-board .answer-card", timeout=30_000)
+                page.wait_for_selector(".rt-board[data-ready] .answer-card", timeout=30_000)  # taking keys
                 keys = {"ranking": ["c", "a"], "pairwise": [], "rating": ["6", "4"]}[question]
                 for key in keys:  # half done, as a reviewer would see it mid-way
                     page.keyboard.press(key)
