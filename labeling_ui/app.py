@@ -39,16 +39,8 @@ from labeling_ui.tasks import StoreUnavailable
 GUIDELINES = Path(__file__).with_name("guidelines.md")
 STYLES = [Path(__file__).with_name("style.css"), Path(__file__).with_name("render.css")]
 WIDGET = Path(__file__).with_name("widget.js")
-# The comment and written answer are sent as the page shows them. Gradio mounts a closed accordion's
-# text box only when it opens, and text typed in its first moments can reach the page but not
-# Gradio's copy of the value, which is what an event sends: the reviewer's answer would be lost.
-ON_SCREEN = "(id, value) => document.querySelector(`#${id} textarea`)?.value ?? value"
 # The submit event takes the answer from the widget (widget.js) in place of the hidden reply box.
-READ_REPLY = (f"(ticket, reply, flags, comment, better) => {{ const shown = {ON_SCREEN}; return [ticket, "
-              "window.ranktune ? window.ranktune.reply() : '', flags, shown('comment', comment), "
-              "shown('better', better)]; }")
-READ_TEXTS = (f"(ticket, flags, comment, better) => {{ const shown = {ON_SCREEN}; "
-              "return [ticket, flags, shown('comment', comment), shown('better', better)]; }")
+READ_REPLY = "(ticket, reply, ...rest) => [ticket, window.ranktune ? window.ranktune.reply() : '', ...rest]"
 BLUR = "() => { document.activeElement?.blur?.(); }"  # keys go to the widget again after a click
 LOST_TICKET = "Nothing was saved: this page no longer knows which item it shows. Reload the page."
 STALE_REPLY = "Nothing was saved: the answer on this page belongs to another item. Reload the page."
@@ -119,10 +111,11 @@ def build_blocks(store: LabelStore, export_dir: Path, guidelines: str | None = N
                 board = gr.HTML("", elem_id="board")
                 with gr.Row():
                     flags = gr.CheckboxGroup(list(FLAG_KINDS), label="Flag this item (optional)", scale=1)
-                    comment = gr.Textbox(label="Comment (optional)", lines=2, max_lines=6, scale=2, elem_id="comment")
-                with gr.Accordion("Write a better answer (optional)", open=False):
-                    better = gr.Textbox(label="Your answer to the prompt: it becomes training data for the model "
-                                        "once an admin approves it", lines=5, max_lines=20, elem_id="better")
+                    comment = gr.Textbox(label="Comment (optional)", lines=2, max_lines=6, scale=2)
+                # On the page from the start, not in a closed accordion: Gradio mounts an accordion's box
+                # only when it opens, and text typed into it at once was lost (CI, stops 30 and 31).
+                better = gr.Textbox(label="Write a better answer (optional): it becomes training data for the "
+                                    "model once an admin approves it", lines=2, max_lines=20, elem_id="better")
                 with gr.Row():
                     # Clicked by the widget's own Submit (widget.js), which knows when the answer is complete.
                     submit = gr.Button("Submit", elem_id="submit-btn", elem_classes=["rt-hidden"])
@@ -238,7 +231,7 @@ def build_blocks(store: LabelStore, export_dir: Path, guidelines: str | None = N
         demo.load(on_load, None, [signed_in, admin_tab, *task_outputs], **opts)
         raw = {"preprocess": False, "postprocess": False}  # done in the handlers: see preprocessed()
         submit.click(on_submit, submit_inputs, task_outputs, js=READ_REPLY, **opts, **raw).then(None, js=BLUR)
-        skip.click(on_skip, skip_inputs, task_outputs, js=READ_TEXTS, **opts, **raw).then(None, js=BLUR)
+        skip.click(on_skip, skip_inputs, task_outputs, **opts, **raw).then(None, js=BLUR)
         undo.click(on_undo, None, task_outputs, **opts).then(None, js=BLUR)
         admin_tab.select(admin_view, None, admin_outputs, api_visibility="private")
     demo.queue(default_concurrency_limit=8)

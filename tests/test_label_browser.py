@@ -298,22 +298,16 @@ def test_a_key_meant_for_the_item_before_or_a_held_key_ranks_nothing(tmp_path, p
             ("First pair?", [1, 2]), ("Second pair?", [2, 1]), ("Third pair?", [2, 1])]
 
 
-def test_the_comment_and_written_answer_go_as_the_page_shows_them(tmp_path, page):
-    """Gradio mounts a closed accordion's text box when it opens; text typed in its first moments
-    reached the page but not Gradio's copy of the value, and the written answer was lost (CI,
-    stop 30). The submit sends the text boxes' text as shown: set here without the input events
-    Gradio listens to, it is still what is saved."""
+def test_the_written_answer_box_is_on_the_page_from_the_start(tmp_path, page):
+    """It was in a closed accordion, whose box Gradio mounts only when it opens; text typed into it
+    at once reached the page but was not sent, and the written answer was lost (CI, stops 30-31).
+    On the page from the start, it is typed into and saved with no click before it."""
     with served(tmp_path, [("Name a prime.", ["7", "9"])]) as (base, store):
         keyboard_login(page, base)
         wait_for_board(page, ["7", "9"])
-        page.get_by_text("Write a better answer (optional)").click()
-        page.wait_for_selector("#better textarea")
-        page.evaluate("""() => {
-            document.querySelector('#comment textarea').value = 'nine is not prime';
-            document.querySelector('#better textarea').value = '7 (nine is 3 x 3)';
-        }""")
+        assert page.locator("#better textarea").count() == 1
+        page.get_by_label("Write a better answer (optional)").fill("7 (nine is 3 x 3)")
         page.click("#board .rt-question")
         page.keyboard.press(shown_labels(page)["7"].lower())
         page.wait_for_selector("#prompt :text('All done')")
-        assert [c["text"] for c in store.comments()] == ["nine is not prime"]
         assert [d["completion"] for d in store.demonstration_rows()] == ["7 (nine is 3 x 3)"]
