@@ -70,7 +70,8 @@ def keyboard_login(page, base: str) -> None:
 
 
 def wait_for_board(page, texts) -> None:
-    """Wait until the board on screen is a widget taking answers (data-ready), showing exactly the answers `texts` (any order)."""
+    """Wait until the board on screen is a widget taking answers (data-ready), showing exactly the
+    answers `texts` (any order)."""
     page.wait_for_function("""texts => {
         const board = document.querySelector('#board .rt-board');
         if (!board || !board.dataset.ready) return false;
@@ -300,7 +301,7 @@ def test_a_key_meant_for_the_item_before_or_a_held_key_ranks_nothing(tmp_path, p
 
 def test_the_written_answer_box_is_on_the_page_from_the_start(tmp_path, page):
     """It was in a closed accordion, whose box Gradio mounts only when it opens; text typed into it
-    at once reached the page but was not sent, and the written answer was lost (CI, stops 30-31).
+    at once was not sent, and the written answer was lost (CI, stops 30-31).
     On the page from the start, it is typed into and saved with no click before it."""
     with served(tmp_path, [("Name a prime.", ["7", "9"])]) as (base, store):
         keyboard_login(page, base)
