@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ranktune.config import parse_config
 from ranktune.errors import InputError, exit_on_input_error
+from ranktune.stats import gold_gain_verdict
 from ranktune.runs import run_dir
 from report.active_learning import active_learning_section
 from report.arena import arena_section
@@ -162,6 +163,17 @@ def samples_section(rounds: list[dict], n: int = 8) -> str:
             + _table(["prompt", "SFT", "PPO"], rows))
 
 
+def verdict(rounds: list[dict]) -> str:
+    """The page's first line: did the last round's PPO policy beat its SFT start on gold, beyond noise?"""
+    last = next((r for r in reversed(rounds) if r["eval"]), None)
+    if last is None:
+        return "<p class='muted'>No held-out evaluation of a PPO policy in this run.</p>"
+    sentence, status = gold_gain_verdict(last["eval"])
+    cls = {"established": "good", "worse": "bad"}.get(status, "muted")
+    return (f"<p id='verdict' data-status='{status}'><span class='{cls}'>PPO against SFT (round {last['round']}): "
+            f"{html.escape(sentence)}.</span></p>")
+
+
 def headline(run: Path, rounds: list[dict]) -> str:
     sft = _json(run / "sft" / "metrics.json") or {}
     loop = _json(run / "loop.json") or {}
@@ -192,7 +204,7 @@ def build(run: Path) -> Path:
     sft = _json(run / "sft" / "metrics.json")
     parts = [f"<h1>ranktune run “{html.escape(run.name)}”</h1>",
              f"<p class='muted'>report written {time.strftime('%Y-%m-%d %H:%M')}</p>",
-             "<h2>In short</h2>", headline(run, rounds),
+             verdict(rounds), "<h2>In short</h2>", headline(run, rounds),
              "<h2>1. Supervised fine-tuning</h2>",
              (_img(run / "sft" / "loss.png", "SFT loss") if sft else "<p class='muted'>No SFT model in this run.</p>"),
              "<h2>2. Labels</h2>", agreement_section(run),

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ranktune.config import lora_config, parse_config
 from ranktune.errors import InputError, exit_on_input_error
+from ranktune.stats import gold_gain_verdict
 from ranktune.records import read_demonstrations, read_prompts, split_prompts
 from ranktune.remote_scoring import RemoteRewardScorer, is_remote, read_token
 from ranktune.runs import check_writable, publish_policy, resume_point, stage_dir, upstream_model, work_dir
@@ -131,6 +132,7 @@ def _print_summary(metrics: dict, final: Path) -> None:
                      f"{ev['ppo_score']:+.3f} at KL {ev['kl_to_sft']:.3f} ({ev['samples_per_prompt']} answers each); win rate vs SFT {ev['win_rate_vs_sft']:.2f}; "
                      f"gold (simulated reviewers' rule) {ev['sft_gold']:+.3f} -> {ev['ppo_gold']:+.3f} "
                      f"(gain ± {ev['gold_gain_se']:.3f} s.e.)")
+        lines.append(gold_gain_verdict(ev)[0])
     print("\n".join(lines))
 
 
