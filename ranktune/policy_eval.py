@@ -3,8 +3,9 @@ win rate, and the gold score of the simulated reviewers (a rule-based judge no m
 
 Every way of tuning a policy (PPO, DPO, RLOO, GRPO) is judged by this one function, so their
 figures compare. Both policies answer each prompt `samples_per_prompt` times by sampling at the
-training temperature; KL(policy || start) is estimated on the tuned policy's own answers as the
-mean of the summed per-token log-ratios (at that temperature).
+training temperature, with common random numbers (the same random stream for both, batch by
+batch); KL(policy || start) is estimated on the tuned policy's own answers as the mean of the
+summed per-token log-ratios (at that temperature).
 """
 
 from __future__ import annotations
@@ -43,12 +44,18 @@ def compare_policies(policy, reference: Callable[[], ContextManager], tokenizer,
     policy.eval()
     asked = [p for p in prompts for _ in range(samples_per_prompt)]  # each prompt's samples side by side
     rows: list[dict] = []
-    torch.manual_seed(seed)
     for i in tqdm(range(0, len(asked), batch_size), desc="evaluating", unit="batch", leave=False):
         batch = asked[i:i + batch_size]
+        # Common random numbers: both policies sample this batch from the same random stream, so where
+        # they agree on a token's distribution they draw the same token (torch.multinomial's one-sample
+        # draw is an exponential race, a coupling), and answers stay alike until the policies differ.
+        # Each policy's answers are still draws from that policy alone, so the gain's estimate is
+        # unchanged in expectation; its variance loses the noise the two samples do not share.
+        torch.manual_seed(seed + i)
         tuned = sample(policy, tokenizer, batch, generation_config, max_prompt_length)
         tuned_lp = response_logprobs(policy, tuned, temperature)
         with reference() as start:
+            torch.manual_seed(seed + i)
             base = sample(start, tokenizer, batch, generation_config, max_prompt_length)
             ref_lp = response_logprobs(start, tuned, temperature)
         kls = ((tuned_lp - ref_lp) * tuned.mask).sum(1).tolist()
