@@ -34,6 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.seed_groups import by_setting, versus  # noqa: E402
 from benchmarks.variants import cli_args, parse_variant  # noqa: E402
 
 SETTINGS = {"per_update": 8, "response_length": 32, "epochs": 4, "temperature": 0.7, "kl_coef": 0.05}
@@ -177,12 +178,12 @@ def run_eval(a, out: Path) -> dict:
     per_prompt, results = {}, {}
     for name, folder in [("start", a.policy), *json.loads(a.policies).items()]:
         model, _ = load_causal_lm(folder) if folder != a.policy else (start_model, tokenizer)
-        torch.manual_seed(0)
         scores, kls = [], []
         with torch.no_grad():
             repeated = [p for p in prompts for _ in range(n)]  # each prompt n times, side by side
             for i in range(0, len(repeated), 16):
                 batch = repeated[i:i + 16]
+                torch.manual_seed(i)  # common random numbers per batch, as ranktune/policy_eval.py does
                 s = sample(model, tokenizer, batch, config)
                 kl = (response_logprobs(model, s, config.temperature)
                       - response_logprobs(start_model, s, config.temperature)) * s.mask
@@ -255,9 +256,13 @@ def main() -> None:
     p.add_argument("--train_prompts", default=None, help=argparse.SUPPRESS)
     p.add_argument("--eval_prompts", default=None, help=argparse.SUPPRESS)
     p.add_argument("--policies", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--summarize", default=None, metavar="RESULTS_JSON",
+                   help="print the over-seeds summary of an earlier invocation's results.json, and exit")
     a = p.parse_args()
     if a.worker:
         return worker_main(a)
+    if a.summarize:
+        return print_seed_groups(json.loads(Path(a.summarize).read_text())["results"])
 
     out = Path(a.out or tempfile.mkdtemp(prefix="ppo-bench-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -306,9 +311,31 @@ def main() -> None:
             if m != "trl112-ppo" and "error" not in r:
                 print(f"{m} vs TRL 1.12 PPO: {r['episodes_per_second'] / base['episodes_per_second']:.2f}x episodes/s, "
                       f"{r['peak_rss_mib'] / base['peak_rss_mib']:.2f}x peak RSS")
+    print_seed_groups(results)
     (out / "results.json").write_text(json.dumps({"settings": SETTINGS, "updates": a.updates, "results": results,
                                                   "evaluation": evaluation}, indent=2))
     print(f"results: {out / 'results.json'}")
+
+
+def print_seed_groups(results: dict[str, dict]) -> None:
+    """Each setting over its training seeds (`ours@3e-4`, `ours+seed=1@3e-4`, ...): means (s.e. over seeds),
+    then each against TRL 1.12's PPO where it ran."""
+    runs = {m: {"episodes_per_second": r["episodes_per_second"], "peak_rss_mib": r["peak_rss_mib"],
+                "gain": r.get("score_gain"), "kl": r.get("kl")} for m, r in results.items() if "episodes_per_second" in r}
+    groups = by_setting(runs)
+    if not any(g["runs"] > 1 for g in groups.values()):
+        return
+    print("\nover training seeds: mean (s.e. over seeds)")
+    for setting, g in groups.items():
+        line = "  ".join(f"{k} {m:.3f} ({se:.3f})" for k in ("episodes_per_second", "gain", "kl", "gain_per_kl")
+                         for m, se in [g[k]])
+        print(f"{setting} x{g['runs']}: {line}  peak RSS {g['peak_rss_mib'][0]:.0f} MiB")
+    if "trl112-ppo" in groups:
+        for setting, v in versus(groups, "trl112-ppo").items():
+            d, se = v["gain_per_kl_difference"]
+            print(f"{setting} vs TRL 1.12 PPO over seeds: {v['speed']:.2f}x episodes/s, {v['memory']:.2f}x peak RSS, "
+                  f"gain per nat of KL {d:+.3f} (s.e. {se:.3f}): "
+                  + ("above by more than one s.e." if v["above_by_one_se"] else "not above by more than one s.e."))
 
 
 if __name__ == "__main__":
