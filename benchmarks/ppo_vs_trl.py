@@ -2,8 +2,8 @@
 
     python benchmarks/ppo_vs_trl.py --policy runs/default/sft --reward_model runs/default/reward
 
-Methods: `ours` (the default config: LoRA policy, LoRA value model over the reward model),
-`ours-shared` (LoRA, value head on the policy), `ours-every-layer` (`ours` with adapters on every
+Methods: `ours` (`configs/rlhf.yaml` with a LoRA value model over the reward model, the default until
+2026-12-04), `ours-shared` (the default since: a value head on the policy), `ours-every-layer` (`ours` with adapters on every
 layer, not only the top `lora_top_layers`), `ours-full` (full fine-tuning, as TRL's PPO does),
 `trl112-ppo`, `trl116-rloo`; `ours@3e-4` (any `ours` variant) overrides its learning rate, to compare
 methods at a similar KL, and `ours+lora_top_layers=16+lora_r=32@2e-4` any of `python -m rlhf`'s
@@ -56,9 +56,9 @@ def split_prompts(path: str, n_eval: int, seed: int = 0):
 def run_ours(a, out: Path, variant: str) -> dict:
     from rlhf.train import main
 
-    extra = {"lora": [], "lora-shared": ["--value_model", "shared"],
-             "lora-every-layer": ["--lora_top_layers", "0"],
-             "full": ["--use_peft", "false", "--learning_rate", "3e-6"]}[variant]
+    extra = {"lora": ["--value_model", "reward"], "lora-shared": ["--value_model", "shared"],
+             "lora-every-layer": ["--value_model", "reward", "--lora_top_layers", "0"],
+             "full": ["--use_peft", "false", "--value_model", "reward", "--learning_rate", "3e-6"]}[variant]
     # a method named ours...+KEY=VALUE@LR: any rlhf setting, then the learning rate
     extra = [*extra, *cli_args(a.overrides, a.learning_rate)]
     runs = out / "runs"
