@@ -3,8 +3,8 @@
     python benchmarks/ppo_vs_trl.py --policy runs/default/sft --reward_model runs/default/reward
 
 Methods: `ours` (`configs/rlhf.yaml` with a LoRA value model over the reward model, the default until
-2026-12-04), `ours-shared` (the default since: a value head on the policy), `ours-every-layer` (`ours` with adapters on every
-layer, not only the top `lora_top_layers`), `ours-full` (full fine-tuning, as TRL's PPO does),
+2026-12-04), `ours-shared` (the default since: a value head on the policy), `ours-every-layer` (`ours`
+with adapters on every layer, not only the top `lora_top_layers`), `ours-full` (full fine-tuning, as TRL's PPO does),
 `trl112-ppo`, `trl116-rloo`; `ours@3e-4` (any `ours` variant) overrides its learning rate, to compare
 methods at a similar KL, and `ours+lora_top_layers=16+lora_r=32@2e-4` any of `python -m rlhf`'s
 settings (`trl112-ppo+seed=1` any of TRL 1.12's PPOConfig's: training seeds show run-to-run spread). Every method starts from the same policy, trains against the same reward model on the same

@@ -57,7 +57,7 @@ def _compare(tiny_llama, perturb: float):
 def test_both_policies_sample_from_common_random_numbers(tiny_llama):
     """The same policy as its own start answers identically, so the paired gain is exactly 0 with no
     spread (independent draws would differ on a random model sampled at temperature 1); a nearby start
-    shares most of its answers, while a distant one shares none."""
+    shares most of its answers, a distant one fewer."""
     metrics, rows = _compare(tiny_llama, 0.0)
     assert all(r["ppo_answer"] == r["sft_answer"] for r in rows) and len({r["ppo_answer"] for r in rows}) > 1
     assert metrics["ppo_score"] == metrics["sft_score"] and metrics["score_gain_se"] == 0.0
