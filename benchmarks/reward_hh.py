@@ -30,6 +30,7 @@ from queue import Empty
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.variants import cli_args, parse_variant  # noqa: E402
+from ranktune.errors import InputError, exit_on_input_error  # noqa: E402
 
 SETTINGS = {
     # name: command-line overrides on top of configs/reward.yaml
@@ -133,6 +134,21 @@ def run_setting(name: str, args: list[str], test, threads: int, queue) -> None:
                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "cells": accuracy_cells(test, scores)})
 
 
+def baseline_cells(path: str, split_name: str, held_out_prompts: set[str]) -> tuple[str, dict]:
+    """(name, cells) of the first setting in an earlier results.json, if it scored the same held-out pairs."""
+    try:
+        earlier = json.loads(Path(path).read_text())
+        first = earlier["settings"][0]
+        name, cells = first["setting"], first["cells"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as err:
+        raise InputError(f"not a reward_hh.py results.json with a setting ({err})", path) from None
+    if earlier.get("split") != split_name or set(cells) != held_out_prompts:
+        raise InputError(f"setting '{name}' was scored on other held-out pairs (split {earlier.get('split')!r}, "
+                         f"{len(cells)} prompts) than this run's {split_name} pairs", path, field="settings")
+    return name, cells
+
+
+@exit_on_input_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="HH-RLHF JSONL (prompt, chosen, rejected)")
@@ -154,6 +170,9 @@ def main() -> None:
     parser.add_argument("--normalization_samples", type=int, default=64)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--baseline", default=None,
+                        help="an earlier results.json on the same split: every setting is also paired with its "
+                             "first setting (a baseline measured once need not be retrained)")
     parser.add_argument("--out", default=None, help="keep runs and results.json here (default: a temp folder)")
     opts, extra = parser.parse_known_args()  # anything else goes to python -m reward as is
     names = [s for s in opts.settings.split(",") if s]
@@ -177,6 +196,7 @@ def main() -> None:
               "--normalization_samples", str(opts.normalization_samples), "--seed", str(opts.seed),
               "--disable_tqdm", "true", "--save_strategy", "no", *extra]
     threads = opts.threads or torch.get_num_threads()
+    baseline = baseline_cells(opts.baseline, opts.split, {r.prompt_key for r in test}) if opts.baseline else None
     print(f"HH-RLHF: {len(test)} {opts.split} pairs ({len({r.prompt_key for r in test})} prompts never trained on), "
           f"training file {train_file}; settings {names}", flush=True)
 
@@ -196,6 +216,8 @@ def main() -> None:
         r["accuracy_se"] = clustered_ratio(r["cells"])[1]
         if r is not results[0]:  # paired with the first setting on the same test pairs
             r["minus_first"] = clustered_ratio(r["cells"], results[0]["cells"])
+        if baseline:
+            r["minus_baseline"] = [baseline[0], *clustered_ratio(r["cells"], baseline[1])]
     (root / "results.json").write_text(json.dumps({"split": opts.split, "settings": results}, indent=2) + "\n")
     print(f"\nHH-RLHF harmless, {opts.split} pairs, {opts.model}, max_length {opts.max_length}, {opts.epochs:g} epoch(s), "
           f"batch {opts.batch_size} x {opts.grad_accum} pairs; results in {root / 'results.json'}")
@@ -209,6 +231,10 @@ def main() -> None:
               f"{r['accuracy_se']:>6.3f} {paired} {r['length_baseline']:>11.3f} {r['loss']:>9.3f} "
               f"{r['train_seconds']:>8.0f} {r['peak_rss_mib']:>12}")
     print("s.e.: clustered by test prompt; '- first': paired difference from the first setting on the same pairs")
+    if baseline:
+        for r in results:
+            name, diff, diff_se = r["minus_baseline"]
+            print(f"{r['setting']} - {name} (from {opts.baseline}): {diff:+.3f} (s.e. {diff_se:.3f}), paired")
 
 
 if __name__ == "__main__":

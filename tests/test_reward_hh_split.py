@@ -37,3 +37,30 @@ def test_validation_test_and_train_never_share_a_prompt_and_test_is_as_before(tm
     final = trained_prompts(final_file)
     assert final == train | val_prompts and not final & test_prompts, "the final run refits on train + validation"
     assert len(train) + len(val_prompts) + len(test_prompts) == 60
+
+
+def test_a_baseline_pairs_only_with_the_same_held_out_pairs(tmp_path):
+    import pytest
+
+    from benchmarks.reward_hh import baseline_cells
+    from ranktune.errors import InputError
+
+    data = write_hh(tmp_path / "hh.jsonl")
+    (tmp_path / "v").mkdir()
+    _, validation = split(str(data), 30, 20, "validation", None, 42, tmp_path / "v")
+    (tmp_path / "t").mkdir()
+    _, test = split(str(data), 30, 20, "test", None, 42, tmp_path / "t")
+    prompts = {r.prompt_key for r in validation}
+    earlier = tmp_path / "results.json"
+    earlier.write_text(json.dumps({"split": "validation", "settings": [
+        {"setting": "full", "cells": {k: [1.0, 1] for k in prompts}}, {"setting": "lora", "cells": {}}]}))
+
+    name, cells = baseline_cells(str(earlier), "validation", prompts)
+    assert name == "full" and set(cells) == prompts
+    with pytest.raises(InputError, match="other held-out pairs"):
+        baseline_cells(str(earlier), "test", {r.prompt_key for r in test})
+    with pytest.raises(InputError, match="other held-out pairs"):
+        baseline_cells(str(earlier), "validation", prompts - {next(iter(prompts))})
+    earlier.write_text("{}")
+    with pytest.raises(InputError, match="results.json"):
+        baseline_cells(str(earlier), "validation", prompts)
