@@ -196,8 +196,9 @@ def main() -> None:
               "--normalization_samples", str(opts.normalization_samples), "--seed", str(opts.seed),
               "--disable_tqdm", "true", "--save_strategy", "no", *extra]
     threads = opts.threads or torch.get_num_threads()
-    baseline = baseline_cells(opts.baseline, opts.split, {r.prompt_key for r in test}) if opts.baseline else None
-    print(f"HH-RLHF: {len(test)} {opts.split} pairs ({len({r.prompt_key for r in test})} prompts never trained on), "
+    held_out_prompts = {r.prompt_key for r in test}
+    baseline = baseline_cells(opts.baseline, opts.split, held_out_prompts) if opts.baseline else None
+    print(f"HH-RLHF: {len(test)} {opts.split} pairs ({len(held_out_prompts)} prompts never trained on), "
           f"training file {train_file}; settings {names}", flush=True)
 
     ctx = multiprocessing.get_context("spawn")

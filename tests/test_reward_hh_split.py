@@ -3,7 +3,10 @@ test pairs (the same ones as before the validation part existed) are scored only
 
 import json
 
-from benchmarks.reward_hh import line_number, split
+import pytest
+
+from benchmarks.reward_hh import baseline_cells, line_number, split
+from ranktune.errors import InputError
 from reward.data import split_by_prompt
 from reward.records import read_rankings
 
@@ -40,11 +43,6 @@ def test_validation_test_and_train_never_share_a_prompt_and_test_is_as_before(tm
 
 
 def test_a_baseline_pairs_only_with_the_same_held_out_pairs(tmp_path):
-    import pytest
-
-    from benchmarks.reward_hh import baseline_cells
-    from ranktune.errors import InputError
-
     data = write_hh(tmp_path / "hh.jsonl")
     (tmp_path / "v").mkdir()
     _, validation = split(str(data), 30, 20, "validation", None, 42, tmp_path / "v")
